@@ -1,0 +1,5 @@
+"""In-memory store: the reference implementation of the store ports."""
+
+from workqueue_memory.store import MemoryStore
+
+__all__ = ["MemoryStore"]

@@ -1,0 +1,1 @@
+"""workqueue: the pure domain core."""

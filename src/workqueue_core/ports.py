@@ -1,0 +1,208 @@
+"""Ports: what the core needs from the outside world, as Protocols.
+
+Every store operation takes ``now`` from the caller and is atomic: it happens
+whole, with its events, or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+from uuid import UUID
+
+from workqueue_core.errors import WorkqueueError
+from workqueue_core.models import (
+    Agent,
+    AgentStatus,
+    ClaimToken,
+    Completion,
+    Event,
+    ExecutionRecord,
+    Failure,
+    LogQuery,
+    Stats,
+    SubmitResult,
+    WorkItem,
+    WorkQuery,
+)
+
+RandomSource = Callable[[], float]
+"""Returns a float in ``[0, 1)``; drives retry jitter."""
+
+IdSource = Callable[[], UUID]
+"""Returns a new unique id."""
+
+TokenSource = Callable[[], str]
+"""Returns a new high-entropy secret (an agent token)."""
+
+
+class Clock(Protocol):
+    """Where the current time comes from."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+
+@runtime_checkable
+class WorkStore(Protocol):
+    """The queue, the execution log and the event timeline of work items."""
+
+    async def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
+        """Store a new PENDING or HELD item, or return the item its idempotency key names."""
+        ...
+
+    async def get(self, work_id: UUID) -> WorkItem | None:
+        """The queued item, or None when it is not in the queue."""
+        ...
+
+    async def get_record(self, work_id: UUID) -> ExecutionRecord | None:
+        """The log record, or None when the item is not in the log."""
+        ...
+
+    async def query(self, query: WorkQuery) -> list[WorkItem]:
+        """Queued items matching the filters, by (created_at, id)."""
+        ...
+
+    async def query_log(self, query: LogQuery) -> list[ExecutionRecord]:
+        """Log records matching the filters, by (finished_at, id)."""
+        ...
+
+    async def pending_for(
+        self,
+        agent_id: UUID,
+        now: datetime,
+        work_types: Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[WorkItem]:
+        """Items the agent could claim now, in claim order."""
+        ...
+
+    async def claim(self, work_id: UUID, agent_id: UUID, now: datetime) -> WorkItem:
+        """Claim one item by id, or raise why not (see ``transitions.check_claim``)."""
+        ...
+
+    async def claim_next(
+        self,
+        agent_id: UUID,
+        now: datetime,
+        work_types: Sequence[str] | None = None,
+        limit: int = 1,
+    ) -> list[WorkItem]:
+        """Claim up to ``limit`` eligible items in claim order, atomically."""
+        ...
+
+    async def heartbeat(
+        self, token: ClaimToken, agent_id: UUID, now: datetime, local_retries: int = 0
+    ) -> WorkItem:
+        """Extend the lease of a held claim."""
+        ...
+
+    async def complete(
+        self,
+        token: ClaimToken,
+        agent_id: UUID,
+        now: datetime,
+        result: str | None = None,
+        local_retries: int = 0,
+    ) -> ExecutionRecord:
+        """Record success; repeating it with the same token returns the same record."""
+        ...
+
+    async def complete_many(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[ExecutionRecord | WorkqueueError]:
+        """Complete several claims at once; each entry succeeds or fails on its own."""
+        ...
+
+    async def fail(
+        self,
+        token: ClaimToken,
+        agent_id: UUID,
+        now: datetime,
+        failure: Failure,
+        local_retries: int = 0,
+    ) -> WorkItem | ExecutionRecord:
+        """Record a failed attempt: back to PENDING after backoff, or FAILED in the log."""
+        ...
+
+    async def cancel(
+        self, work_id: UUID, actor: str, now: datetime, reason: str = ""
+    ) -> ExecutionRecord:
+        """End a HELD, PENDING or CLAIMED item as CANCELED."""
+        ...
+
+    async def approve(self, work_id: UUID, actor: str, now: datetime) -> WorkItem:
+        """Release a HELD item to PENDING."""
+        ...
+
+    async def requeue(self, work_id: UUID, actor: str, now: datetime) -> WorkItem:
+        """Return a FAILED item from the log to the queue with a fresh budget."""
+        ...
+
+    async def sweep(self, now: datetime, limit: int = 1000) -> list[WorkItem | ExecutionRecord]:
+        """Fail expired leases as retryable; returns the resulting states."""
+        ...
+
+    async def prune(self, before: datetime, limit: int = 10_000) -> int:
+        """Delete log records (and their events) finished before ``before``."""
+        ...
+
+    async def events(self, work_id: UUID) -> list[Event]:
+        """The item's timeline, oldest first."""
+        ...
+
+    async def stats(self) -> Stats:
+        """Counts by work type and status."""
+        ...
+
+
+@runtime_checkable
+class AgentRegistry(Protocol):
+    """The agents the broker knows, their labels, status and token hashes."""
+
+    async def register_agent(self, agent: Agent) -> Agent:
+        """Store a new agent; AgentExists when the id or name is taken."""
+        ...
+
+    async def get_agent(self, agent_id: UUID) -> Agent | None:
+        """The agent, or None."""
+        ...
+
+    async def list_agents(self, status: AgentStatus | None = None) -> list[Agent]:
+        """Agents by name."""
+        ...
+
+    async def update_agent(
+        self,
+        agent_id: UUID,
+        *,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+        status: AgentStatus | None = None,
+        token_hash: str | None = None,
+    ) -> Agent:
+        """Replace the given fields; eligibility follows the new labels at once."""
+        ...
+
+    async def touch_agent(self, agent_id: UUID, now: datetime) -> Agent:
+        """Record that the agent was seen."""
+        ...
+
+    async def agent_by_token_hash(self, token_hash: str) -> Agent | None:
+        """The agent whose token hashes to ``token_hash``."""
+        ...
+
+
+@runtime_checkable
+class Store(WorkStore, AgentRegistry, Protocol):
+    """A store that holds both work and agents (eligibility needs both, atomically)."""
+
+
+class Notifier(Protocol):
+    """Wakes claimers waiting for eligible work."""
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until work may have appeared or ``timeout`` seconds pass; True if woken."""
+        ...

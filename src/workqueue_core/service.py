@@ -1,0 +1,349 @@
+"""The broker service: the use cases over a ``Store``, a clock and id/token sources.
+
+Entrypoints (HTTP, CLI, in-process workers) call this layer; it validates input,
+stamps time and ids, and leaves atomicity to the store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import attrs
+
+from workqueue_core.errors import (
+    InvalidInput,
+    SpecTooLarge,
+    UnknownAgent,
+    UnknownWork,
+    WorkqueueError,
+)
+from workqueue_core.models import (
+    Agent,
+    AgentStatus,
+    ClaimToken,
+    Completion,
+    Event,
+    ExecutionRecord,
+    Failure,
+    LogQuery,
+    Stats,
+    SubmitResult,
+    Targeting,
+    WorkItem,
+    WorkQuery,
+    WorkStatus,
+)
+from workqueue_core.ports import Clock, IdSource, Notifier, Store, TokenSource
+from workqueue_core.retry import RetryPolicy
+from workqueue_core.selectors import validate_labels
+from workqueue_core.tokens import TOKEN_PREFIX, hash_token
+
+SpecValidator = Callable[[str, str], None]
+"""Checks a spec for a work type; raises ``SpecError``. Arguments: work type, spec text."""
+
+WORK_TYPE_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
+MAX_SPEC_BYTES = 1_048_576
+MAX_PRIORITY = 32_767
+MAX_CLAIM_TIMEOUT = timedelta(days=7)
+MAX_BATCH = 1000
+MAX_TEXT = 255
+MAX_LABELS = 64
+
+
+def _bounded_text(name: str, value: str | None, limit: int = MAX_TEXT) -> None:
+    if value is not None and not 0 < len(value) <= limit:
+        raise InvalidInput(f"{name} must be 1-{limit} characters")
+
+
+def _check_batch(limit: int) -> None:
+    if not 1 <= limit <= MAX_BATCH:
+        raise InvalidInput(f"limit must be in 1..{MAX_BATCH}, got {limit}")
+
+
+@attrs.frozen
+class SubmitRequest:
+    """What a submitter gives; the service adds id, time and queue state."""
+
+    work_type: str
+    spec: str
+    targeting: Targeting
+    retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    claim_timeout: timedelta = timedelta(seconds=3600)
+    priority: int = 0
+    not_before: datetime | None = None
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    callback_url: str | None = None
+    requires_approval: bool = False
+
+
+@attrs.frozen
+class IssuedAgent:
+    """A newly registered agent and its token, shown this once and stored only hashed."""
+
+    agent: Agent
+    token: str = attrs.field(repr=False)
+
+
+def validate_submit(request: SubmitRequest) -> None:
+    """Reject a request no store should see; raises ``InvalidInput`` naming the field."""
+    if not 0 < len(request.work_type) <= 50 or not WORK_TYPE_RE.match(request.work_type):
+        raise InvalidInput(
+            "work_type must be 1-50 characters of a-z, 0-9, '-', '_' or '.', "
+            f"starting and ending alphanumeric; got {request.work_type!r}"
+        )
+    size = len(request.spec.encode("utf-8"))
+    if size > MAX_SPEC_BYTES:
+        raise SpecTooLarge(f"the spec is {size} bytes; the limit is {MAX_SPEC_BYTES}")
+    if not -MAX_PRIORITY <= request.priority <= MAX_PRIORITY:
+        raise InvalidInput(f"priority must be in -{MAX_PRIORITY}..{MAX_PRIORITY}")
+    if not timedelta(seconds=1) <= request.claim_timeout <= MAX_CLAIM_TIMEOUT:
+        raise InvalidInput("claim_timeout must be between 1 second and 7 days")
+    if request.not_before is not None and request.not_before.tzinfo is None:
+        raise InvalidInput("not_before must be timezone-aware")
+    _bounded_text("idempotency_key", request.idempotency_key)
+    _bounded_text("correlation_id", request.correlation_id)
+    _bounded_text("callback_url", request.callback_url, 2048)
+    if request.callback_url is not None and not request.callback_url.startswith(
+        ("http://", "https://")
+    ):
+        raise InvalidInput("callback_url must be an http(s) URL")
+    if len(request.labels) > MAX_LABELS:
+        raise InvalidInput(f"at most {MAX_LABELS} labels")
+    validate_labels(request.labels)
+
+
+class BrokerService:
+    """Every broker use case, over one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        ids: IdSource,
+        tokens: TokenSource,
+        *,
+        notifier: Notifier | None = None,
+        spec_validator: SpecValidator | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._ids = ids
+        self._tokens = tokens
+        self._notifier = notifier
+        self._validate_spec = spec_validator
+
+    # --- work ------------------------------------------------------------------
+
+    async def submit(self, request: SubmitRequest, actor: str = "admin") -> SubmitResult:
+        """Queue new work (HELD when approval is required); idempotent on its key."""
+        validate_submit(request)
+        if self._validate_spec is not None:
+            self._validate_spec(request.work_type, request.spec)
+        work_id = self._ids()
+        now = self.clock.now()
+        item = WorkItem(
+            id=work_id,
+            work_type=request.work_type,
+            spec=request.spec,
+            targeting=request.targeting,
+            created_at=now,
+            retry_policy=request.retry_policy,
+            claim_timeout=request.claim_timeout,
+            priority=request.priority,
+            not_before=request.not_before,
+            idempotency_key=request.idempotency_key,
+            correlation_id=request.correlation_id or str(work_id),
+            labels=dict(request.labels),
+            callback_url=request.callback_url,
+            status=WorkStatus.HELD if request.requires_approval else WorkStatus.PENDING,
+        )
+        return await self.store.submit(item, actor, now)
+
+    async def get(self, work_id: UUID) -> WorkItem | ExecutionRecord:
+        """The item from the queue, or its record from the log."""
+        item = await self.store.get(work_id)
+        if item is not None:
+            return item
+        record = await self.store.get_record(work_id)
+        if record is None:
+            raise UnknownWork(work_id)
+        return record
+
+    async def list_work(self, query: WorkQuery) -> list[WorkItem]:
+        """Queued items matching the query."""
+        _check_batch(query.limit)
+        return await self.store.query(query)
+
+    async def list_log(self, query: LogQuery) -> list[ExecutionRecord]:
+        """Execution-log records matching the query."""
+        _check_batch(query.limit)
+        return await self.store.query_log(query)
+
+    async def pending(
+        self, agent_id: UUID, work_types: Sequence[str] | None = None, limit: int = 100
+    ) -> list[WorkItem]:
+        """What the agent could claim now."""
+        _check_batch(limit)
+        return await self.store.pending_for(agent_id, self.clock.now(), work_types, limit)
+
+    async def claim(self, work_id: UUID, agent_id: UUID) -> WorkItem:
+        """Claim one item by id."""
+        return await self.store.claim(work_id, agent_id, self.clock.now())
+
+    async def claim_next(
+        self,
+        agent_id: UUID,
+        work_types: Sequence[str] | None = None,
+        limit: int = 1,
+        wait: float = 0.0,
+    ) -> list[WorkItem]:
+        """Claim up to ``limit`` items; with ``wait`` > 0, wait that long for work to appear."""
+        _check_batch(limit)
+        if not 0 <= wait <= 30:
+            raise InvalidInput("wait must be in 0..30 seconds")
+        remaining = wait
+        while True:
+            started = self.clock.now()
+            claimed = await self.store.claim_next(agent_id, started, work_types, limit)
+            if claimed or remaining <= 0 or self._notifier is None:
+                return claimed
+            woken = await self._notifier.wait(remaining)
+            if not woken:
+                return await self.store.claim_next(agent_id, self.clock.now(), work_types, limit)
+            remaining -= max(0.001, (self.clock.now() - started).total_seconds())
+
+    async def heartbeat(
+        self, token: ClaimToken, agent_id: UUID, local_retries: int = 0
+    ) -> WorkItem:
+        """Extend a claim's lease; LeaseLost or WorkCancelled tell the agent to stop."""
+        return await self.store.heartbeat(token, agent_id, self.clock.now(), local_retries)
+
+    async def complete(
+        self,
+        token: ClaimToken,
+        agent_id: UUID,
+        result: str | None = None,
+        local_retries: int = 0,
+    ) -> ExecutionRecord:
+        """Record success (idempotent per token)."""
+        _bounded_text("result", result, MAX_SPEC_BYTES)
+        return await self.store.complete(token, agent_id, self.clock.now(), result, local_retries)
+
+    async def complete_many(
+        self, completions: Sequence[Completion]
+    ) -> list[ExecutionRecord | WorkqueueError]:
+        """Record several successes at once."""
+        if len(completions) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} completions at once")
+        return await self.store.complete_many(completions, self.clock.now())
+
+    async def fail(
+        self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0
+    ) -> WorkItem | ExecutionRecord:
+        """Record a failed attempt; the core decides retry or dead letter."""
+        return await self.store.fail(token, agent_id, self.clock.now(), failure, local_retries)
+
+    async def cancel(
+        self, work_id: UUID, actor: str = "admin", reason: str = ""
+    ) -> ExecutionRecord:
+        """End an item that has not finished."""
+        return await self.store.cancel(work_id, actor, self.clock.now(), reason)
+
+    async def approve(self, work_id: UUID, actor: str = "admin") -> WorkItem:
+        """Release a HELD item."""
+        return await self.store.approve(work_id, actor, self.clock.now())
+
+    async def requeue(self, work_id: UUID, actor: str = "admin") -> WorkItem:
+        """Give a FAILED item a fresh budget."""
+        return await self.store.requeue(work_id, actor, self.clock.now())
+
+    async def events(self, work_id: UUID) -> list[Event]:
+        """The item's timeline; UnknownWork when the item is unknown (or pruned)."""
+        events = await self.store.events(work_id)
+        if not events:
+            raise UnknownWork(work_id)
+        return events
+
+    async def stats(self) -> Stats:
+        """Counts by work type and status."""
+        return await self.store.stats()
+
+    # --- maintenance -------------------------------------------------------------
+
+    async def sweep(self, limit: int = 1000) -> list[WorkItem | ExecutionRecord]:
+        """Turn expired leases into retryable failures."""
+        return await self.store.sweep(self.clock.now(), limit)
+
+    async def prune(self, retention: timedelta, limit: int = 10_000) -> int:
+        """Delete log records older than ``retention``."""
+        if retention < timedelta(0):
+            raise InvalidInput("retention must not be negative")
+        return await self.store.prune(self.clock.now() - retention, limit)
+
+    # --- agents ------------------------------------------------------------------
+
+    async def register_agent(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> IssuedAgent:
+        """Register an agent and issue its token (returned once, stored hashed)."""
+        _bounded_text("name", name, 253)
+        token = TOKEN_PREFIX + self._tokens()
+        agent = Agent(
+            id=self._ids(),
+            name=name,
+            registered_at=self.clock.now(),
+            labels=dict(labels or {}),
+            annotations=dict(annotations or {}),
+            token_hash=hash_token(token),
+        )
+        return IssuedAgent(await self.store.register_agent(agent), token)
+
+    async def authenticate_agent(self, token: str) -> Agent | None:
+        """The agent this token belongs to, or None."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        return await self.store.agent_by_token_hash(hash_token(token))
+
+    async def get_agent(self, agent_id: UUID) -> Agent:
+        """The agent, or UnknownAgent."""
+        agent = await self.store.get_agent(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        return agent
+
+    async def list_agents(self, status: AgentStatus | None = None) -> list[Agent]:
+        """Agents by name."""
+        return await self.store.list_agents(status)
+
+    async def update_agent(
+        self,
+        agent_id: UUID,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        status: AgentStatus | None = None,
+    ) -> Agent:
+        """Relabel or change status; the agent's eligibility follows at once."""
+        if labels is not None:
+            validate_labels(labels)
+        return await self.store.update_agent(
+            agent_id,
+            labels=dict(labels) if labels is not None else None,
+            annotations=dict(annotations) if annotations is not None else None,
+            status=status,
+        )
+
+    async def drain_agent(self, agent_id: UUID) -> Agent:
+        """Stop the agent claiming; it finishes what it holds."""
+        return await self.store.update_agent(agent_id, status=AgentStatus.DRAINING)
+
+    async def agent_heartbeat(self, agent_id: UUID) -> Agent:
+        """Record that the agent is alive."""
+        return await self.store.touch_agent(agent_id, self.clock.now())
