@@ -38,6 +38,8 @@ def replay(events: Sequence[Event]) -> ReplayedState:
     state = ReplayedState(first.to_status, first.attempt, first.executions, first.claimed_by, 1)
     last_seq = first.seq
     for event in events[1:]:
+        if event.work_id != first.work_id:
+            raise ReplayError(f"event {event.seq} belongs to {event.work_id}, not {first.work_id}")
         if event.from_status is not state.status:
             raise ReplayError(
                 f"event {event.seq} leaves {event.from_status} but the item was {state.status}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -26,7 +27,7 @@ MAX_RETRIES_LIMIT = 1000
 
 
 def _check_retries(_: object, __: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not 0 <= value <= MAX_RETRIES_LIMIT:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES_LIMIT:
         raise InvalidInput(f"max_retries must be an integer in 0..{MAX_RETRIES_LIMIT}, got {value}")
 
 
@@ -63,34 +64,46 @@ class RetryPolicy:
         if n < 1:
             raise InvalidInput(f"retry number must be >= 1, got {n}")
         base = self.base_delay.total_seconds()
-        cap = self.max_delay.total_seconds()
-        # Compare in log space first so a huge exponent cannot overflow a float.
-        seconds = cap
         if base == 0:
-            seconds = 0.0
-        elif n - 1 < 1100:
-            try:
-                seconds = min(cap, base * self.multiplier ** (n - 1))
-            except OverflowError:
-                seconds = cap
-        return timedelta(seconds=seconds)
+            return timedelta(0)
+        exponent = n - 1
+        if self.multiplier > 1.0 and exponent * math.log(self.multiplier) >= math.log(
+            self.max_delay.total_seconds() / base
+        ):
+            return self.max_delay  # decided in log space: no float overflow, cap exact
+        try:
+            raw = timedelta(seconds=base * self.multiplier**exponent)
+        except OverflowError:
+            return self.max_delay
+        return min(raw, self.max_delay)
 
     def delay(self, n: int, sample: float = 0.0) -> timedelta:
-        """The delay before the n-th retry; ``sample`` in ``[0, 1)`` drives the jitter."""
+        """The delay before the n-th retry; ``sample`` in ``[0, 1)`` drives the jitter.
+
+        Jitter is computed in whole microseconds, so the result never leaves
+        ``delay_bounds(n)``.
+        """
         if not 0.0 <= sample < 1.0:
             raise InvalidInput(f"jitter sample must be in [0, 1), got {sample}")
-        raw = self.raw_delay(n)
-        if self.jitter is Jitter.FULL:
-            return raw * sample
-        if self.jitter is Jitter.EQUAL:
-            return raw / 2 + (raw / 2) * sample
-        return raw
+        low, high = self._bounds_us(n)
+        return timedelta(microseconds=low + round((high - low) * sample))
 
     def delay_bounds(self, n: int) -> tuple[timedelta, timedelta]:
-        """The smallest and largest delay jitter can produce for the n-th retry."""
-        raw = self.raw_delay(n)
+        """The smallest and largest delay jitter can produce for the n-th retry.
+
+        NONE: ``(d, d)``; FULL: ``(0, d)``; EQUAL: ``(d/2, d)`` with ``d/2`` rounded up
+        to a whole microsecond.
+        """
+        low, high = self._bounds_us(n)
+        return (timedelta(microseconds=low), timedelta(microseconds=high))
+
+    def _bounds_us(self, n: int) -> tuple[int, int]:
+        raw = self.raw_delay(n) // _MICROSECOND
         if self.jitter is Jitter.FULL:
-            return (timedelta(0), raw)
+            return (0, raw)
         if self.jitter is Jitter.EQUAL:
-            return (raw / 2, raw)
+            return ((raw + 1) // 2, raw)
         return (raw, raw)
+
+
+_MICROSECOND = timedelta(microseconds=1)

@@ -39,10 +39,12 @@ from workqueue_core.models import (
 from workqueue_core.ports import Clock, IdSource, Notifier, Store, TokenSource
 from workqueue_core.retry import RetryPolicy
 from workqueue_core.selectors import validate_labels
+from workqueue_core.specs import validate_spec
 from workqueue_core.tokens import TOKEN_PREFIX, hash_token
 
 SpecValidator = Callable[[str, str], None]
-"""Checks a spec for a work type; raises ``SpecError``. Arguments: work type, spec text."""
+"""Checks a spec for a work type; raises ``SpecError``. Arguments: work type, spec text.
+The default, ``specs.validate_spec``, checks Work resources of Kubernetes work types."""
 
 WORK_TYPE_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
 MAX_SPEC_BYTES = 1_048_576
@@ -128,7 +130,7 @@ class BrokerService:
         tokens: TokenSource,
         *,
         notifier: Notifier | None = None,
-        spec_validator: SpecValidator | None = None,
+        spec_validator: SpecValidator | None = validate_spec,
     ) -> None:
         self.store = store
         self.clock = clock

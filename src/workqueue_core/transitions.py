@@ -103,6 +103,8 @@ def check_claim(
         raise UnknownWork(work_id)
     if item.status is not WorkStatus.PENDING:
         raise NotClaimable(work_id, f"it is {item.status.value}")
+    if item.executions >= item.max_executions:
+        raise NotClaimable(work_id, "its retry budget is spent")
     if agent.status is not AgentStatus.ACTIVE:
         raise NotEligible(work_id, agent.id, f"the agent is {agent.status.value}")
     if not item.targeting.matches(agent.id, agent.labels):
@@ -116,6 +118,7 @@ def claimable_by(item: WorkItem, agent: Agent, now: datetime) -> bool:
     """True when ``agent`` may claim ``item`` at ``now``."""
     return (
         item.status is WorkStatus.PENDING
+        and item.executions < item.max_executions
         and agent.eligible_for(item.targeting)
         and (item.not_before is None or item.not_before <= now)
     )
@@ -176,6 +179,11 @@ def repeated_report(
     return None
 
 
+def _require_claimed(item: WorkItem, event: str) -> None:
+    if item.status is not WorkStatus.CLAIMED:
+        raise InvalidTransition(item.id, item.status.value, event)
+
+
 def _charge_local_retries(item: WorkItem, local_retries: int) -> WorkItem:
     """Add newly reported local retries to the executions charged to the budget."""
     if local_retries <= item.local_retries:
@@ -190,6 +198,7 @@ def heartbeat(
     item: WorkItem, agent_id: UUID, now: datetime, local_retries: int = 0
 ) -> tuple[WorkItem, Event | None]:
     """CLAIMED → CLAIMED with the lease extended; an event only when local retries grew."""
+    _require_claimed(item, "heartbeat")
     charged = _charge_local_retries(item, local_retries)
     after = attrs.evolve(charged, lease_expires_at=now + item.claim_timeout)
     if charged.local_retries != item.local_retries:
@@ -206,6 +215,7 @@ def complete(
     local_retries: int = 0,
 ) -> tuple[ExecutionRecord, Event]:
     """CLAIMED → SUCCEEDED, moved to the execution log."""
+    _require_claimed(item, "complete")
     charged = _charge_local_retries(item, local_retries)
     after = attrs.evolve(charged, status=WorkStatus.SUCCEEDED, lease_expires_at=None)
     actor = agent_actor(agent_id)
@@ -222,6 +232,7 @@ def fail(
     local_retries: int = 0,
 ) -> tuple[WorkItem | ExecutionRecord, Event]:
     """CLAIMED → PENDING after backoff (retryable, budget left) or → FAILED in the log."""
+    _require_claimed(item, "fail")
     charged = _charge_local_retries(item, local_retries)
     detail = f"{failure.failure_class.value.lower()} failure: {failure.reason}"
     if failure.message:

@@ -1,0 +1,41 @@
+"""The wheel installs every package top-level, as users import them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wheel_ships_core_kit_and_memory_store_top_level(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = tmp_path.glob("workqueue-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"workqueue_core", "workqueue_memory"}
+    for required in (
+        "workqueue_core/py.typed",
+        "workqueue_core/testing/conformance.py",
+        "workqueue_memory/store.py",
+        "workqueue_memory/py.typed",
+    ):
+        assert required in names, required

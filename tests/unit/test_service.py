@@ -1,0 +1,317 @@
+"""The broker service over the in-memory store, with a fake clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+
+from workqueue_core.errors import (
+    InvalidInput,
+    LeaseLost,
+    SelectorError,
+    SpecError,
+    SpecTooLarge,
+    UnknownAgent,
+    UnknownWork,
+)
+from workqueue_core.models import (
+    AgentStatus,
+    ExecutionRecord,
+    Failure,
+    LogQuery,
+    Targeting,
+    WorkItem,
+    WorkQuery,
+    WorkStatus,
+)
+from workqueue_core.notify import InProcessNotifier
+from workqueue_core.retry import RetryPolicy
+from workqueue_core.service import BrokerService, SubmitRequest
+from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
+from workqueue_core.tokens import hash_token
+from workqueue_memory import MemoryStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def service(clock: FakeClock) -> BrokerService:
+    store = MemoryStore(random_source=lambda: 0.0)
+    return BrokerService(store, clock, SequentialIds(), SequentialTokens(), notifier=store.notifier)
+
+
+BUILD_WORK = """\
+apiVersion: brokkr.io/v1alpha1
+kind: Work
+metadata:
+  name: build-sample-go
+spec:
+  workType: build
+  maxRetries: 3
+  claimTimeout: 3600
+  template:
+    apiVersion: shipwright.io/v1beta1
+    kind: Build
+    metadata:
+      name: sample-go
+    spec:
+      source:
+        type: Git
+        git:
+          url: https://github.com/shipwright-io/sample-go
+        contextDir: docker-build
+      strategy:
+        name: buildah
+        kind: ClusterBuildStrategy
+      output:
+        image: registry.example.com/sample-go:latest
+"""
+
+
+def request(**overrides: object) -> SubmitRequest:
+    fields: dict[str, object] = {
+        "work_type": "build",
+        "spec": BUILD_WORK,
+        "targeting": Targeting.everyone(),
+    }
+    fields.update(overrides)
+    return SubmitRequest(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "words"),
+    [
+        ({"work_type": "Build!"}, InvalidInput, "work_type"),
+        ({"work_type": ""}, InvalidInput, "work_type"),
+        ({"spec": "x" * (1_048_577)}, SpecTooLarge, "limit"),
+        ({"priority": 40_000}, InvalidInput, "priority"),
+        ({"claim_timeout": timedelta(0)}, InvalidInput, "claim_timeout"),
+        ({"claim_timeout": timedelta(days=8)}, InvalidInput, "claim_timeout"),
+        ({"not_before": datetime(2030, 1, 1)}, InvalidInput, "timezone"),
+        ({"callback_url": "ftp://x"}, InvalidInput, "callback_url"),
+        ({"idempotency_key": "k" * 300}, InvalidInput, "idempotency_key"),
+        ({"labels": {"bad key!": "v"}}, SelectorError, "bad key!"),
+    ],
+)
+async def test_submit_rejects_bad_input_and_stores_nothing(
+    service: BrokerService, overrides: dict[str, object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        await service.submit(request(**overrides))
+    assert (await service.stats()).total() == 0
+
+
+@pytest.mark.parametrize(
+    ("work_type", "spec", "path", "words"),
+    [
+        ("build", "a: [unclosed", "", "line"),
+        ("build", "a: &a [1]\nb: [*a, *a, *a]\n" + "c: [*a]\n" * 200, "", "alias"),
+        ("build", BUILD_WORK.replace("image: registry", "imag: registry"), "spec.template", None),
+        ("build", BUILD_WORK.replace("maxRetries: 3", "maxRetries: -1"), "spec.maxRetries", None),
+        ("job", BUILD_WORK, "spec.workType", "submitted as 'job'"),
+        ("build", BUILD_WORK.replace("kind: Work", "kind: Job"), "kind", None),
+    ],
+    ids=[
+        "bad-yaml",
+        "alias-bomb",
+        "build-without-output-image",
+        "negative-retries",
+        "wrong-work-type",
+        "not-a-work",
+    ],
+)
+async def test_kubernetes_work_types_need_a_valid_work_resource(
+    service: BrokerService, work_type: str, spec: str, path: str, words: str | None
+) -> None:
+    with pytest.raises(SpecError, match=words) as raised:
+        await service.submit(request(work_type=work_type, spec=spec))
+    assert raised.value.path.startswith(path)
+    assert (await service.stats()).total() == 0
+
+
+async def test_other_work_types_keep_their_spec_opaque(service: BrokerService) -> None:
+    item = (await service.submit(request(work_type="backup", spec="{{ not yaml"))).item
+    assert item.spec == "{{ not yaml"
+
+
+def test_targeting_must_be_explicit() -> None:
+    with pytest.raises(InvalidInput, match="empty selector"):
+        Targeting()
+
+
+async def test_idempotency_key_returns_the_original_and_creates_nothing(
+    service: BrokerService,
+) -> None:
+    first = await service.submit(request(idempotency_key="deploy-42"))
+    other = BUILD_WORK.replace("sample-go:latest", "other:latest")
+    again = await service.submit(request(idempotency_key="deploy-42", spec=other))
+    assert first.created and not again.created
+    assert again.item.id == first.item.id
+    assert isinstance(again.item, WorkItem) and again.item.spec == BUILD_WORK
+    assert (await service.stats()).total() == 1
+
+
+async def test_approval_holds_work_until_approved(service: BrokerService) -> None:
+    agent = (await service.register_agent("a1")).agent
+    held = (await service.submit(request(requires_approval=True))).item
+    assert held.status is WorkStatus.HELD
+    assert await service.claim_next(agent.id) == []
+    await service.approve(held.id)
+    claimed = await service.claim_next(agent.id)
+    assert [i.id for i in claimed] == [held.id]
+
+
+async def test_agent_tokens_are_issued_once_and_stored_hashed(service: BrokerService) -> None:
+    issued = await service.register_agent("builder", labels={"gpu": "true"})
+    stored = await service.get_agent(issued.agent.id)
+    assert issued.token.startswith("wq_")
+    assert stored.token_hash == hash_token(issued.token)
+    assert issued.token not in repr(stored) and issued.token not in repr(issued)
+    assert (await service.authenticate_agent(issued.token)) == stored
+    assert await service.authenticate_agent(issued.token + "x") is None
+    assert await service.authenticate_agent("not-a-token") is None
+
+
+async def test_lifecycle_claim_heartbeat_complete_and_timeline(
+    service: BrokerService, clock: FakeClock
+) -> None:
+    agent = (await service.register_agent("a1", labels={"zone": "a"})).agent
+    item = (
+        await service.submit(request(targeting=Targeting.labels("zone=a"), correlation_id="c-1"))
+    ).item
+    [claimed] = await service.claim_next(agent.id, ["build"], limit=5)
+    assert claimed.lease_expires_at == clock.now() + timedelta(hours=1)
+    clock.advance(600)
+    beat = await service.heartbeat(claimed.token, agent.id)
+    assert beat.lease_expires_at == clock.now() + timedelta(hours=1)
+    record = await service.complete(claimed.token, agent.id, result="sha256:abc")
+    assert record.success and record.result == "sha256:abc"
+    assert await service.get(item.id) == record
+    timeline = await service.events(item.id)
+    assert [(e.from_status, e.to_status) for e in timeline] == [
+        (None, WorkStatus.PENDING),
+        (WorkStatus.PENDING, WorkStatus.CLAIMED),
+        (WorkStatus.CLAIMED, WorkStatus.SUCCEEDED),
+    ]
+    assert {e.correlation_id for e in timeline} == {"c-1"}
+    assert [r.id for r in await service.list_log(LogQuery())] == [item.id]
+
+
+async def test_retry_then_dead_letter_then_requeue(
+    service: BrokerService, clock: FakeClock
+) -> None:
+    agent = (await service.register_agent("a1")).agent
+    policy = RetryPolicy(max_retries=1, base_delay=timedelta(seconds=10))
+    item = (await service.submit(request(retry_policy=policy))).item
+    [first] = await service.claim_next(agent.id)
+    retried = await service.fail(first.token, agent.id, Failure.retryable("Timeout"))
+    assert isinstance(retried, WorkItem) and retried.not_before == clock.now() + timedelta(
+        seconds=10
+    )
+    assert await service.claim_next(agent.id) == []
+    clock.advance(10)
+    [second] = await service.claim_next(agent.id)
+    dead = await service.fail(second.token, agent.id, Failure.retryable("Timeout"))
+    assert isinstance(dead, ExecutionRecord) and dead.status is WorkStatus.FAILED
+    requeued = await service.requeue(item.id)
+    assert requeued.status is WorkStatus.PENDING and requeued.executions == 0
+    with pytest.raises(LeaseLost):
+        await service.heartbeat(second.token, agent.id)
+
+
+async def test_sweep_and_prune_use_the_clock(service: BrokerService, clock: FakeClock) -> None:
+    agent = (await service.register_agent("a1")).agent
+    await service.submit(request(claim_timeout=timedelta(seconds=30)))
+    [claimed] = await service.claim_next(agent.id)
+    clock.advance(29)
+    assert await service.sweep() == []
+    clock.advance(1)
+    [swept] = await service.sweep()
+    assert isinstance(swept, WorkItem) and swept.status is WorkStatus.PENDING
+    assert swept.last_error is not None and swept.last_error.reason == "LeaseExpired"
+    done = await service.cancel(claimed.id, reason="no longer needed")
+    clock.advance(3600)
+    assert await service.prune(timedelta(hours=2)) == 0
+    assert await service.prune(timedelta(minutes=30)) == 1
+    with pytest.raises(UnknownWork):
+        await service.get(done.id)
+    with pytest.raises(UnknownWork):
+        await service.events(done.id)
+
+
+async def test_relabel_and_drain_change_eligibility_at_once(service: BrokerService) -> None:
+    agent = (await service.register_agent("a1", labels={"gpu": "false"})).agent
+    item = (await service.submit(request(targeting=Targeting.labels("gpu=true")))).item
+    assert await service.pending(agent.id) == []
+    await service.update_agent(agent.id, labels={"gpu": "true"})
+    assert [i.id for i in await service.pending(agent.id)] == [item.id]
+    drained = await service.drain_agent(agent.id)
+    assert drained.status is AgentStatus.DRAINING
+    assert await service.claim_next(agent.id) == []
+    with pytest.raises(SelectorError):
+        await service.update_agent(agent.id, labels={"-bad": "x"})
+    with pytest.raises(UnknownAgent):
+        await service.get_agent(item.id)
+
+
+async def test_queries_filter_and_paginate(service: BrokerService, clock: FakeClock) -> None:
+    for n in range(5):
+        await service.submit(request(work_type="backup" if n % 2 else "test", spec="opaque"))
+        clock.advance(1)
+    backups = await service.list_work(WorkQuery(work_type="backup"))
+    assert len(backups) == 2 and {i.work_type for i in backups} == {"backup"}
+    first = await service.list_work(WorkQuery(limit=3))
+    from workqueue_core.models import Cursor
+
+    rest = await service.list_work(
+        WorkQuery(limit=3, after=Cursor(first[-1].created_at, first[-1].id))
+    )
+    assert len(first) == 3 and len(rest) == 2
+    assert {i.id for i in first}.isdisjoint({i.id for i in rest})
+    with pytest.raises(InvalidInput):
+        await service.list_work(WorkQuery(limit=0))
+
+
+async def test_long_poll_claim_is_woken_by_a_submit(service: BrokerService) -> None:
+    agent = (await service.register_agent("a1")).agent
+    got = []
+
+    async def waiter() -> None:
+        got.extend(await service.claim_next(agent.id, wait=30))
+
+    with anyio.fail_after(10):  # a liveness bound: without a wake-up it would wait 30 s
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.05)
+            item = (await service.submit(request())).item
+    assert [i.id for i in got] == [item.id]
+
+
+async def test_notifier_wakes_waiters_and_times_out() -> None:
+    notifier = InProcessNotifier()
+    assert await notifier.wait(0.01) is False
+    woken = []
+
+    async def wait() -> None:
+        woken.append(await notifier.wait(30))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            tg.start_soon(wait)
+            await anyio.sleep(0.05)
+            notifier.notify()
+    assert woken == [True, True]
+
+
+def test_fake_clock_refuses_to_go_back() -> None:
+    clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="backwards"):
+        clock.advance(-1)
