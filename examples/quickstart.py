@@ -74,9 +74,8 @@ async def main() -> None:
     print(f"{work_id} {record.status.value} after {record.item.executions} runs: {record.result}")
     for event in await broker.events(work_id):
         source = event.from_status.value if event.from_status else "-"
-        print(
-            f"  {event.seq:>2} {source:>9} -> {event.to_status.value:<9} {event.actor:<45} {event.detail}"
-        )
+        target = event.to_status.value
+        print(f"  {event.seq:>2} {source:>9} -> {target:<9} {event.actor:<45} {event.detail}")
 
 
 if __name__ == "__main__":
