@@ -14,34 +14,38 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workqueue_core.errors import SpecError
-from workqueue_core.spec_codec import YamlLimits, load_json_compatible_mapping, load_yaml
-from workqueue_core.work_resource import (
-    API_VERSION,
-    CONDITION_TEMPLATE_APPLIED,
-    CONDITION_TEMPLATE_SUCCEEDED,
-    DEFAULT_VALIDATORS,
-    KIND,
-    PLURAL,
-    SHIPWRIGHT_BUILD_RUN_SPEC_SCHEMA,
-    SHIPWRIGHT_BUILD_SPEC_SCHEMA,
-    TEMPLATE_VALIDATORS,
+from workqueue_core.k8s_shapes import (
     AnySchema,
     ArraySchema,
     BooleanSchema,
-    Condition,
     IntegerSchema,
     MapSchema,
     ObjectSchema,
     Schema,
     StringSchema,
+    check_schema,
+)
+from workqueue_core.spec_codec import YamlLimits, load_json_compatible_mapping, load_yaml
+from workqueue_core.templates import (
+    DEFAULT_VALIDATORS,
+    SHIPWRIGHT_BUILD_RUN_SPEC_SCHEMA,
+    SHIPWRIGHT_BUILD_SPEC_SCHEMA,
+    TEMPLATE_VALIDATORS,
     TemplateValidators,
+    validate_templates,
+)
+from workqueue_core.work_resource import (
+    API_VERSION,
+    CONDITION_TEMPLATE_APPLIED,
+    CONDITION_TEMPLATE_SUCCEEDED,
+    KIND,
+    PLURAL,
+    Condition,
     WorkMetadata,
     WorkPhase,
     WorkResource,
-    WorkSpec,
     WorkResourceStatus,
-    check_schema,
-    validate_templates,
+    WorkSpec,
     work_resource_for,
 )
 
