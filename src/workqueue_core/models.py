@@ -101,9 +101,9 @@ def _str_dict(value: Mapping[str, str] | None) -> dict[str, str]:
 class Failure:
     """Why an attempt failed: its class decides whether it is retried."""
 
-    failure_class: FailureClass
-    reason: str
-    message: str = ""
+    failure_class: FailureClass = attrs.field(validator=attrs.validators.instance_of(FailureClass))
+    reason: str = attrs.field(validator=attrs.validators.instance_of(str))
+    message: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
 
     @classmethod
     def retryable(cls, reason: str, message: str = "") -> Failure:
@@ -128,7 +128,11 @@ class Targeting:
     explicitly: targeting with neither ids nor selector is rejected.
     """
 
-    agent_ids: frozenset[UUID] = attrs.field(default=frozenset(), converter=_uuid_set)
+    agent_ids: frozenset[UUID] = attrs.field(
+        default=frozenset(),
+        converter=_uuid_set,
+        validator=attrs.validators.deep_iterable(attrs.validators.instance_of(UUID)),
+    )
     selector: LabelSelector | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -201,11 +205,14 @@ class WorkItem:
     id: UUID
     work_type: str
     spec: str
-    targeting: Targeting
+    targeting: Targeting = attrs.field(validator=attrs.validators.instance_of(Targeting))
     created_at: datetime = attrs.field(validator=_aware)
-    retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    retry_policy: RetryPolicy = attrs.field(
+        factory=RetryPolicy, validator=attrs.validators.instance_of(RetryPolicy)
+    )
     claim_timeout: timedelta = attrs.field(
-        default=timedelta(seconds=3600), validator=_positive_duration
+        default=timedelta(seconds=3600),
+        validator=[attrs.validators.instance_of(timedelta), _positive_duration],
     )
     priority: int = 0
     not_before: datetime | None = attrs.field(default=None, validator=_aware)

@@ -93,10 +93,10 @@ class QueueState:
         else:
             self._log.pop(state.id, None)
             self._queue[state.id] = state
-            if state.status is WorkStatus.PENDING:
-                self._on_pending()
         if event is not None:
             self._append(event)
+        if isinstance(state, WorkItem) and state.status is WorkStatus.PENDING:
+            self._on_pending()  # last: the step is whole before anyone is woken
 
     def _agent(self, agent_id: UUID) -> Agent:
         agent = self._agents.get(agent_id)

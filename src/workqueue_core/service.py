@@ -93,6 +93,26 @@ class IssuedAgent:
 
 def validate_submit(request: SubmitRequest) -> None:
     """Reject a request no store should see; raises ``InvalidInput`` naming the field."""
+    for name, value, kind in (
+        ("work_type", request.work_type, str),
+        ("spec", request.spec, str),
+        ("targeting", request.targeting, Targeting),
+        ("retry_policy", request.retry_policy, RetryPolicy),
+        ("claim_timeout", request.claim_timeout, timedelta),
+    ):
+        if not isinstance(value, kind):
+            raise InvalidInput(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+    if isinstance(request.priority, bool) or not isinstance(request.priority, int):
+        raise InvalidInput("priority must be an integer")
+    if request.not_before is not None and not isinstance(request.not_before, datetime):
+        raise InvalidInput("not_before must be a datetime")
+    for name, text in (
+        ("spec", request.spec),
+        ("idempotency_key", request.idempotency_key),
+        ("correlation_id", request.correlation_id),
+    ):
+        if text is not None and "\x00" in text:
+            raise InvalidInput(f"{name} must not contain NUL characters")
     if not 0 < len(request.work_type) <= 50 or not WORK_TYPE_RE.match(request.work_type):
         raise InvalidInput(
             "work_type must be 1-50 characters of a-z, 0-9, '-', '_' or '.', "
@@ -283,8 +303,8 @@ class BrokerService:
 
     async def prune(self, retention: timedelta, limit: int = 10_000) -> int:
         """Delete log records older than ``retention``."""
-        if retention < timedelta(0):
-            raise InvalidInput("retention must not be negative")
+        if not timedelta(0) <= retention <= timedelta(days=36_500):
+            raise InvalidInput("retention must be between 0 and 100 years")
         return await self.store.prune(self.clock.now() - retention, limit)
 
     # --- agents ------------------------------------------------------------------

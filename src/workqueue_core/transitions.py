@@ -8,7 +8,7 @@ agree with them; the conformance suite checks that they do.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import attrs
@@ -245,7 +245,7 @@ def fail(
         after = attrs.evolve(
             charged,
             status=WorkStatus.PENDING,
-            not_before=now + delay,
+            not_before=_later(now, delay),
             claimed_by=None,
             claimed_at=None,
             lease_expires_at=None,
@@ -259,6 +259,14 @@ def fail(
     )
     record = ExecutionRecord(ended, finished_at=now, finished_by=actor, result=None)
     return record, _event(item, ended, actor, now, detail)
+
+
+def _later(now: datetime, delay: timedelta) -> datetime:
+    """``now + delay``, saturating at the latest representable time instead of overflowing."""
+    try:
+        return now + delay
+    except OverflowError:
+        return datetime.max.replace(tzinfo=now.tzinfo)
 
 
 def lease_expired(item: WorkItem, now: datetime) -> bool:

@@ -315,3 +315,49 @@ def test_fake_clock_refuses_to_go_back() -> None:
     clock = FakeClock(datetime(2030, 1, 1, tzinfo=UTC))
     with pytest.raises(ValueError, match="backwards"):
         clock.advance(-1)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"targeting": None},
+        {"targeting": {}},
+        {"retry_policy": None},
+        {"claim_timeout": 60},
+        {"priority": 1.5},
+        {"priority": True},
+        {"not_before": "2030-01-01"},
+        {"spec": "a\x00b", "work_type": "test"},
+    ],
+    ids=repr,
+)
+async def test_malformed_requests_are_refused_before_they_can_jam_the_queue(
+    service: BrokerService, overrides: dict[str, object]
+) -> None:
+    agent = (await service.register_agent("a1")).agent
+    with pytest.raises(InvalidInput):
+        await service.submit(request(**overrides))
+    good = (await service.submit(request())).item
+    assert [i.id for i in await service.claim_next(agent.id)] == [good.id]
+
+
+async def test_a_huge_retry_delay_saturates_instead_of_breaking_the_sweep(
+    service: BrokerService, clock: FakeClock
+) -> None:
+    agent = (await service.register_agent("a1")).agent
+    huge = RetryPolicy(base_delay=timedelta(days=3_000_000), max_delay=timedelta(days=3_000_000))
+    await service.submit(request(retry_policy=huge, claim_timeout=timedelta(seconds=5)))
+    await service.claim_next(agent.id)
+    clock.advance(5)
+    [swept] = await service.sweep()
+    assert isinstance(swept, WorkItem)
+    assert swept.not_before is not None and swept.not_before.year == 9999
+
+
+async def test_waiters_are_woken_only_after_the_event_is_written() -> None:
+    seen: list[int] = []
+    store = MemoryStore(random_source=lambda: 0.0)
+    service = BrokerService(store, FakeClock(), SequentialIds(), SequentialTokens())
+    store.state._on_pending = lambda: seen.append(len(store.state._events))
+    await service.submit(request())
+    assert seen == [1]
