@@ -6,21 +6,30 @@ import anyio
 
 
 class InProcessNotifier:
-    """Wakes every current waiter on ``notify()``; waiters that arrive later wait for the next."""
+    """Wakes every waiter on ``notify()``.
+
+    ``mark()`` before looking for work and ``wait(timeout, since=mark)`` after
+    finding none: a notification that arrived in between is not lost.
+    """
 
     def __init__(self) -> None:
-        self._event: anyio.Event | None = None
+        self._event = anyio.Event()
+        self._generation = 0
 
     def notify(self) -> None:
-        """Wake everyone waiting now."""
-        if self._event is not None:
-            self._event.set()
-            self._event = None
+        """Wake everyone waiting now, and every later ``wait`` whose mark is older."""
+        self._generation += 1
+        self._event.set()
+        self._event = anyio.Event()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for the next ``notify()`` or ``timeout`` seconds; True if notified."""
-        if self._event is None:
-            self._event = anyio.Event()
+    def mark(self) -> int:
+        """The current notification count, to pass to ``wait(since=...)``."""
+        return self._generation
+
+    async def wait(self, timeout: float, since: int | None = None) -> bool:
+        """Wait for a ``notify()`` after ``since`` (or from now), at most ``timeout`` seconds."""
+        if since is not None and self._generation != since:
+            return True
         event = self._event
         with anyio.move_on_after(timeout):
             await event.wait()

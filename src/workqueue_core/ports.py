@@ -201,8 +201,16 @@ class Store(WorkStore, AgentRegistry, Protocol):
 
 
 class Notifier(Protocol):
-    """Wakes claimers waiting for eligible work."""
+    """Wakes claimers waiting for eligible work.
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until work may have appeared or ``timeout`` seconds pass; True if woken."""
+    A claimer calls ``mark()`` before it looks for work and, finding none,
+    ``wait(timeout, since=mark)``: a wake-up between the two is not lost.
+    """
+
+    def mark(self) -> int:
+        """A position in the stream of wake-ups."""
+        ...
+
+    async def wait(self, timeout: float, since: int | None = None) -> bool:
+        """Wait for a wake-up after ``since`` or ``timeout`` seconds; True if woken."""
         ...

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
+import anyio
 import attrs
 
 from workqueue_core.errors import (
@@ -151,12 +152,14 @@ class BrokerService:
         *,
         notifier: Notifier | None = None,
         spec_validator: SpecValidator | None = validate_spec,
+        poll_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.clock = clock
         self._ids = ids
         self._tokens = tokens
         self._notifier = notifier
+        self.poll_interval = poll_interval
         self._validate_spec = spec_validator
 
     # --- work ------------------------------------------------------------------
@@ -224,20 +227,27 @@ class BrokerService:
         limit: int = 1,
         wait: float = 0.0,
     ) -> list[WorkItem]:
-        """Claim up to ``limit`` items; with ``wait`` > 0, wait that long for work to appear."""
+        """Claim up to ``limit`` items; with ``wait`` > 0, wait up to that long for work.
+
+        Waiting wakes on the notifier and, in any case, re-checks every
+        ``poll_interval`` seconds, so items whose ``not_before`` passes (or work
+        submitted through another broker without a shared notifier) are found too.
+        """
         _check_batch(limit)
         if not 0 <= wait <= 30:
             raise InvalidInput("wait must be in 0..30 seconds")
-        remaining = wait
+        deadline = anyio.current_time() + wait
         while True:
-            started = self.clock.now()
-            claimed = await self.store.claim_next(agent_id, started, work_types, limit)
-            if claimed or remaining <= 0 or self._notifier is None:
+            mark = self._notifier.mark() if self._notifier is not None else 0
+            claimed = await self.store.claim_next(agent_id, self.clock.now(), work_types, limit)
+            remaining = deadline - anyio.current_time()
+            if claimed or remaining <= 0:
                 return claimed
-            woken = await self._notifier.wait(remaining)
-            if not woken:
-                return await self.store.claim_next(agent_id, self.clock.now(), work_types, limit)
-            remaining -= max(0.001, (self.clock.now() - started).total_seconds())
+            pause = min(remaining, self.poll_interval)
+            if self._notifier is None:
+                await anyio.sleep(pause)
+            else:
+                await self._notifier.wait(pause, since=mark)
 
     async def heartbeat(
         self, token: ClaimToken, agent_id: UUID, local_retries: int = 0

@@ -184,13 +184,22 @@ def _require_claimed(item: WorkItem, event: str) -> None:
         raise InvalidTransition(item.id, item.status.value, event)
 
 
-def _charge_local_retries(item: WorkItem, local_retries: int) -> WorkItem:
-    """Add newly reported local retries to the executions charged to the budget."""
+def _charge_local_retries(item: WorkItem, local_retries: int, *, clamp: bool = False) -> WorkItem:
+    """Add newly reported local retries to the executions charged to the budget.
+
+    A heartbeat that reports more than the budget allows is refused (``BudgetSpent``)
+    so the agent stops; a final report (complete or fail) is clamped to the budget
+    instead, because refusing it would leave the item claimed until its lease expires
+    and let a finished run start again.
+    """
     if local_retries <= item.local_retries:
         return item
     executions = item.executions + (local_retries - item.local_retries)
     if executions > item.max_executions:
-        raise BudgetSpent(item.id, item.max_executions)
+        if not clamp:
+            raise BudgetSpent(item.id, item.max_executions)
+        local_retries -= executions - item.max_executions
+        executions = item.max_executions
     return attrs.evolve(item, executions=executions, local_retries=local_retries)
 
 
@@ -216,7 +225,7 @@ def complete(
 ) -> tuple[ExecutionRecord, Event]:
     """CLAIMED → SUCCEEDED, moved to the execution log."""
     _require_claimed(item, "complete")
-    charged = _charge_local_retries(item, local_retries)
+    charged = _charge_local_retries(item, local_retries, clamp=True)
     after = attrs.evolve(charged, status=WorkStatus.SUCCEEDED, lease_expires_at=None)
     actor = agent_actor(agent_id)
     record = ExecutionRecord(after, finished_at=now, finished_by=actor, result=result)
@@ -233,7 +242,7 @@ def fail(
 ) -> tuple[WorkItem | ExecutionRecord, Event]:
     """CLAIMED → PENDING after backoff (retryable, budget left) or → FAILED in the log."""
     _require_claimed(item, "fail")
-    charged = _charge_local_retries(item, local_retries)
+    charged = _charge_local_retries(item, local_retries, clamp=True)
     detail = f"{failure.failure_class.value.lower()} failure: {failure.reason}"
     if failure.message:
         detail += f": {failure.message}"

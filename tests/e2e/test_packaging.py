@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_wheel_ships_core_kit_and_memory_store_top_level(tmp_path: Path) -> None:
+def test_wheel_ships_every_package_top_level(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -31,7 +31,15 @@ def test_wheel_ships_core_kit_and_memory_store_top_level(tmp_path: Path) -> None
     [wheel] = tmp_path.glob("workqueue-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-    assert tops == {"workqueue_core", "workqueue_memory"}
+    assert tops == {
+        "workqueue_core",
+        "workqueue_memory",
+        "workqueue_postgres",
+        "workqueue_sqlite",
+        "workqueue_http",
+        "workqueue_broker",
+        "workqueue_cli",
+    }
     for required in (
         "workqueue_core/py.typed",
         "workqueue_core/testing/conformance.py",

@@ -204,7 +204,8 @@ def step(h: History, op: tuple[Any, ...]) -> None:
     agent_id = holder if op[-1] else next(a for a in AGENTS if a != holder)
     reported: int = op[-2]
     budget = h.budgets[token.work_id]
-    overspend = budget.would_overspend(reported)
+    # Only a heartbeat refuses an overspending report; complete and fail clamp it.
+    overspend = budget.would_overspend(reported) and kind == "heartbeat"
     ids = list(h.budgets)
     before = snapshot(qs, ids)
     finished = qs.get_record(token.work_id) is not None
@@ -227,7 +228,7 @@ def step(h: History, op: tuple[Any, ...]) -> None:
             assert snapshot(qs, ids) == before
         else:
             assert not overspend, "a report beyond the budget was accepted"
-            budget.report(reported)
+            budget.report(min(reported, budget.local_current + budget.limit - budget.executions))
 
 
 @settings(max_examples=500, deadline=None)

@@ -29,7 +29,7 @@ from workqueue_core.models import (
 from workqueue_core.notify import InProcessNotifier
 from workqueue_core.retry import RetryPolicy
 from workqueue_core.service import BrokerService, SubmitRequest
-from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
+from workqueue_core.testing import EPOCH, FakeClock, SequentialIds, SequentialTokens
 from workqueue_core.tokens import hash_token
 from workqueue_memory import MemoryStore
 
@@ -309,6 +309,44 @@ async def test_notifier_wakes_waiters_and_times_out() -> None:
             await anyio.sleep(0.05)
             notifier.notify()
     assert woken == [True, True]
+
+
+async def test_notifier_keeps_a_wake_up_that_came_before_the_wait() -> None:
+    notifier = InProcessNotifier()
+    mark = notifier.mark()
+    notifier.notify()  # arrives between "looked, found nothing" and "wait"
+    with anyio.fail_after(5):
+        assert await notifier.wait(30, since=mark) is True
+    assert await notifier.wait(0.01, since=notifier.mark()) is False
+
+
+async def test_long_poll_finds_work_whose_not_before_passed_without_a_wake_up() -> None:
+    clock = FakeClock(EPOCH)
+    store = MemoryStore()
+    service = BrokerService(store, clock, SequentialIds(), SequentialTokens(), poll_interval=0.02)
+    agent = (await service.register_agent("a1")).agent
+    item = (await service.submit(request(not_before=EPOCH + timedelta(seconds=5)))).item
+
+    async def pass_time() -> None:
+        await anyio.sleep(0.05)
+        clock.advance(10)  # no notify: only the periodic re-check can see it
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pass_time)
+            got = await service.claim_next(agent.id, wait=5)
+    assert [i.id for i in got] == [item.id]
+
+
+async def test_long_poll_without_a_notifier_still_waits_and_returns_empty() -> None:
+    clock = FakeClock(EPOCH)
+    service = BrokerService(
+        MemoryStore(), clock, SequentialIds(), SequentialTokens(), poll_interval=0.01
+    )
+    agent = (await service.register_agent("a1")).agent
+    started = anyio.current_time()
+    assert await service.claim_next(agent.id, wait=0.1) == []
+    assert anyio.current_time() - started >= 0.1
 
 
 def test_fake_clock_refuses_to_go_back() -> None:

@@ -337,9 +337,12 @@ def test_complete_moves_the_item_to_the_log_as_succeeded() -> None:
     assert_event(event, item, record.item, transitions.agent_actor(A), at(20))
 
 
-def test_complete_with_too_many_local_retries_is_refused() -> None:
-    with pytest.raises(BudgetSpent):
-        transitions.complete(claimed_item(), A, at(20), local_retries=3)
+def test_complete_with_too_many_local_retries_is_clamped_to_the_budget() -> None:
+    item = claimed_item()  # 3 executions allowed, 1 used by the claim
+    record, _ = transitions.complete(item, A, at(20), local_retries=7)
+    assert record.status is SUCCEEDED
+    assert record.item.executions == 3 == record.item.max_executions
+    assert record.item.local_retries == 2
 
 
 # --- fail --------------------------------------------------------------------------------------
@@ -418,8 +421,12 @@ def test_local_retries_reported_on_failure_can_spend_the_budget() -> None:
     assert record.status is FAILED
     assert record.item.executions == 3
     assert BUDGET_SPENT in event.detail
-    with pytest.raises(BudgetSpent):
-        transitions.fail(item, Failure.retryable("Timeout"), "agent:x", at(40), local_retries=3)
+    over, _ = transitions.fail(
+        item, Failure.retryable("Timeout"), "agent:x", at(40), local_retries=9
+    )
+    assert isinstance(over, ExecutionRecord)
+    assert over.status is FAILED
+    assert (over.item.executions, over.item.local_retries) == (3, 2)
 
 
 # --- lease expiry ----------------------------------------------------------------------------

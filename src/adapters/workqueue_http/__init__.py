@@ -1,0 +1,1 @@
+"""The broker REST API (server) and the broker client."""

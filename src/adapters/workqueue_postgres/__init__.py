@@ -1,0 +1,1 @@
+"""PostgreSQL store: the production queue (psycopg 3, psycopg_pool)."""

@@ -1,0 +1,1 @@
+"""SQLite store: the broker's embedded default."""

@@ -1,0 +1,1 @@
+"""The broker process: store + HTTP API + maintenance."""
