@@ -176,3 +176,23 @@ class SpecTooLarge(SpecError):
     """The spec is over the codec's size limit."""
 
     code = "spec-too-large"
+
+
+# --- infrastructure ------------------------------------------------------
+
+
+class StoreUnavailable(WorkqueueError):
+    """The store could not be reached or lost its connection mid-operation.
+
+    The operation may or may not have been applied (a commit whose answer was
+    lost); every store operation is atomic, so it was applied whole or not at all,
+    and repeating a complete with the same token is safe.
+    """
+
+    code = "store-unavailable"
+
+
+class SchemaMismatch(WorkqueueError):
+    """The store's schema is newer than this code knows, or not migrated yet."""
+
+    code = "schema-mismatch"
