@@ -15,7 +15,6 @@ can nest checks and report ``spec.template.metadata.name`` rather than a bare me
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from workqueue_core.errors import SpecError
-from workqueue_core.spec_codec import child_path, describe_type
+from workqueue_core.spec_codec import child_path, describe_type, plain_json
 
 __all__ = [
     "DNS_LABEL",
@@ -242,30 +241,10 @@ def str_dict(value: object, path: str) -> dict[str, str]:
     return {key: expect_str(item, child_path(path, key)) for key, item in mapping.items()}
 
 
-def _json_copy(value: object, path: str, depth: int = 0) -> object:
-    """A deep copy of ``value`` as dicts, lists and JSON scalars, or a SpecError."""
-    if depth > _MAX_JSON_DEPTH:
-        raise SpecError(f"nested deeper than {_MAX_JSON_DEPTH} levels", path)
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise SpecError(f"{value!r} is not a finite number", path)
-        return value
-    if isinstance(value, Mapping):
-        return {
-            key: _json_copy(item, child_path(path, key), depth + 1)
-            for key, item in expect_mapping(value, path).items()
-        }
-    if isinstance(value, list | tuple):
-        return [_json_copy(item, child_path(path, i), depth + 1) for i, item in enumerate(value)]
-    raise SpecError(f"expected a JSON value, found {describe_type(value)}", path)
-
-
 def json_object(value: object, path: str) -> dict[str, object]:
     """A deep JSON-compatible copy of a mapping."""
     return {
-        key: _json_copy(item, child_path(path, key), 1)
+        key: plain_json(item, child_path(path, key), _MAX_JSON_DEPTH, 1)
         for key, item in expect_mapping(value, path).items()
     }
 

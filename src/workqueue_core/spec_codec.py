@@ -477,7 +477,7 @@ def dump_yaml(data: object) -> str:
     Mappings with string keys, lists, tuples, strings, integers, finite floats, booleans
     and ``None`` are accepted; anything else is a ``SpecError`` naming its path.
     """
-    plain = _plain(data, "", 0)
+    plain = plain_json(data, "", _DUMP_MAX_DEPTH)
     try:
         return yaml.dump(
             plain,
@@ -491,12 +491,13 @@ def dump_yaml(data: object) -> str:
         raise SpecError("value is nested too deeply to dump") from None
 
 
-def _plain(value: object, path: str, depth: int) -> object:
-    """A fresh copy of ``value`` made of dicts, lists and JSON scalars, or a SpecError."""
-    if depth > _DUMP_MAX_DEPTH:
-        raise SpecError(
-            f"value nests deeper than {_DUMP_MAX_DEPTH} levels or contains itself", path
-        )
+def plain_json(value: object, path: str, max_depth: int, depth: int = 0) -> object:
+    """A fresh copy of ``value`` made of dicts, lists and JSON scalars, or a SpecError.
+
+    Deeper than ``max_depth`` levels (or containing itself) is an error at ``path``.
+    """
+    if depth > max_depth:
+        raise SpecError(f"value nests deeper than {max_depth} levels or contains itself", path)
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -508,8 +509,11 @@ def _plain(value: object, path: str, depth: int) -> object:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise SpecError(f"mapping keys must be strings, found {describe_type(key)}", path)
-            result[key] = _plain(item, child_path(path, key), depth + 1)
+            result[key] = plain_json(item, child_path(path, key), max_depth, depth + 1)
         return result
     if isinstance(value, list | tuple):
-        return [_plain(item, child_path(path, i), depth + 1) for i, item in enumerate(value)]
-    raise SpecError(f"cannot represent {describe_type(value)} in a spec", path)
+        return [
+            plain_json(item, child_path(path, i), max_depth, depth + 1)
+            for i, item in enumerate(value)
+        ]
+    raise SpecError(f"expected a JSON value, found {describe_type(value)}", path)
