@@ -1,0 +1,259 @@
+"""Rows to domain objects and back, in the column orders of ``workqueue_postgres.sql``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from workqueue_core.models import (
+    Agent,
+    AgentStatus,
+    Event,
+    ExecutionRecord,
+    Failure,
+    FailureClass,
+    Targeting,
+    WorkItem,
+    WorkStatus,
+)
+from workqueue_core.retry import Jitter, RetryPolicy
+from workqueue_core.selectors import LabelSelector, Operator, Requirement
+
+_US = timedelta(microseconds=1)
+_STATUS = {s.value: s for s in WorkStatus}
+_FAILURE = {c.value: c for c in FailureClass}
+_POLICIES: dict[tuple[int, int, float, int, str], RetryPolicy] = {}
+
+
+def micros(delta: timedelta) -> int:
+    """A duration in whole microseconds."""
+    return delta // _US
+
+
+def policy(
+    max_retries: int, base_us: int, multiplier: float, max_us: int, jitter: str
+) -> RetryPolicy:
+    """The retry policy of a row (policies are immutable, so shared)."""
+    key = (max_retries, base_us, multiplier, max_us, jitter)
+    found = _POLICIES.get(key)
+    if found is None:
+        found = RetryPolicy(
+            max_retries,
+            timedelta(microseconds=base_us),
+            multiplier,
+            timedelta(microseconds=max_us),
+            Jitter(jitter),
+        )
+        if len(_POLICIES) < 10_000:
+            _POLICIES[key] = found
+    return found
+
+
+# --- targeting ----------------------------------------------------------------
+
+
+def selector_json(selector: LabelSelector | None) -> list[list[Any]] | None:
+    """The selector as JSON: ``[[key, operator, [values]], ...]`` in canonical order."""
+    if selector is None:
+        return None
+    return [[r.key, r.operator.value, list(r.values)] for r in selector.requirements]
+
+
+def targeting_key(targeting: Targeting) -> str:
+    """A canonical text naming the targeting: equal targetings, equal keys."""
+    ids = sorted(str(i) for i in targeting.agent_ids)
+    return json.dumps([ids, selector_json(targeting.selector)], separators=(",", ":"))
+
+
+def targeting_from(agent_ids: Sequence[UUID], selector: Any) -> Targeting:
+    """The targeting stored in a ``work_targets`` row."""
+    parsed = None
+    if selector is not None:
+        parsed = LabelSelector(
+            tuple(Requirement(k, Operator(op), tuple(values)) for k, op, values in selector)
+        )
+    return Targeting(agent_ids=frozenset(agent_ids), selector=parsed)
+
+
+# --- items ----------------------------------------------------------------------
+
+
+def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
+    """A ``WorkItem`` from the first ``len(ITEM_COLUMNS)`` values of a row."""
+    (
+        id_,
+        work_type,
+        spec,
+        target_id,
+        created_at,
+        max_retries,
+        base_us,
+        multiplier,
+        max_us,
+        jitter,
+        claim_timeout_us,
+        priority,
+        not_before,
+        idempotency_key,
+        correlation_id,
+        labels,
+        callback_url,
+        status,
+        attempt,
+        executions,
+        local_retries,
+        claimed_by,
+        claimed_at,
+        lease_expires_at,
+        error_class,
+        error_reason,
+        error_message,
+    ) = row[:27]
+    return WorkItem(
+        id=id_,
+        work_type=work_type,
+        spec=spec,
+        targeting=targets[target_id],
+        created_at=created_at,
+        retry_policy=policy(max_retries, base_us, multiplier, max_us, jitter),
+        claim_timeout=timedelta(microseconds=claim_timeout_us),
+        priority=priority,
+        not_before=not_before,
+        idempotency_key=idempotency_key,
+        correlation_id=correlation_id,
+        labels=labels,
+        callback_url=callback_url,
+        status=_STATUS[status],
+        attempt=attempt,
+        executions=executions,
+        local_retries=local_retries,
+        claimed_by=claimed_by,
+        claimed_at=claimed_at,
+        lease_expires_at=lease_expires_at,
+        last_error=(
+            None
+            if error_class is None
+            else Failure(_FAILURE[error_class], error_reason, error_message or "")
+        ),
+    )
+
+
+def record_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> ExecutionRecord:
+    """An ``ExecutionRecord`` from a row of ``LOG_COLUMNS``."""
+    return ExecutionRecord(
+        item_from(row, targets), finished_at=row[27], finished_by=row[28], result=row[29]
+    )
+
+
+def item_params(item: WorkItem, target_id: int) -> tuple[Any, ...]:
+    """The ``ITEM_COLUMNS`` values of an item, positional."""
+    p = item.retry_policy
+    error = item.last_error
+    return (
+        item.id,
+        item.work_type,
+        item.spec,
+        target_id,
+        item.created_at,
+        p.max_retries,
+        micros(p.base_delay),
+        float(p.multiplier),
+        micros(p.max_delay),
+        p.jitter.value,
+        micros(item.claim_timeout),
+        item.priority,
+        item.not_before,
+        item.idempotency_key,
+        item.correlation_id,
+        Jsonb(item.labels),
+        item.callback_url,
+        item.status.value,
+        item.attempt,
+        item.executions,
+        item.local_retries,
+        item.claimed_by,
+        item.claimed_at,
+        item.lease_expires_at,
+        None if error is None else error.failure_class.value,
+        None if error is None else error.reason,
+        None if error is None else error.message,
+    )
+
+
+def record_params(record: ExecutionRecord, target_id: int) -> tuple[Any, ...]:
+    """The ``LOG_COLUMNS`` values of a log record, positional."""
+    return (
+        *item_params(record.item, target_id),
+        record.finished_at,
+        record.finished_by,
+        record.result,
+    )
+
+
+# --- events and agents ------------------------------------------------------------
+
+
+def event_params(event: Event) -> tuple[Any, ...]:
+    """The ``EVENT_COLUMNS`` values of an event, positional."""
+    return (
+        event.work_id,
+        None if event.from_status is None else event.from_status.value,
+        event.to_status.value,
+        event.actor,
+        event.at,
+        event.attempt,
+        event.executions,
+        event.claimed_by,
+        event.correlation_id,
+        event.detail,
+    )
+
+
+def event_from(row: Sequence[Any]) -> Event:
+    """An ``Event`` from a row of ``EVENT_COLUMNS`` followed by ``seq``."""
+    return Event(
+        work_id=row[0],
+        from_status=None if row[1] is None else _STATUS[row[1]],
+        to_status=_STATUS[row[2]],
+        actor=row[3],
+        at=row[4],
+        attempt=row[5],
+        executions=row[6],
+        claimed_by=row[7],
+        correlation_id=row[8],
+        detail=row[9],
+        seq=row[10],
+    )
+
+
+def agent_from(row: Sequence[Any]) -> Agent:
+    """An ``Agent`` from a row of ``AGENT_COLUMNS``."""
+    return Agent(
+        id=row[0],
+        name=row[1],
+        registered_at=row[2],
+        labels=row[3],
+        annotations=row[4],
+        status=AgentStatus(row[5]),
+        last_seen_at=row[6],
+        token_hash=row[7],
+    )
+
+
+def agent_params(agent: Agent) -> tuple[Any, ...]:
+    """The ``AGENT_COLUMNS`` values of an agent, positional."""
+    return (
+        agent.id,
+        agent.name,
+        agent.registered_at,
+        Jsonb(agent.labels),
+        Jsonb(agent.annotations),
+        agent.status.value,
+        agent.last_seen_at,
+        agent.token_hash,
+    )
