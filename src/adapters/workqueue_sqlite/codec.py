@@ -1,0 +1,408 @@
+"""Conversions between the core's models and SQLite column values.
+
+Times are integer microseconds since the Unix epoch (UTC) and durations integer
+microseconds: exact, and ordered the way the core orders them. Ids are the
+canonical lowercase text of the UUID, whose text order is the UUID's order.
+Structured values (targeting, retry policy, labels, failures) are compact JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from uuid import UUID
+
+from workqueue_core.errors import InvalidInput
+from workqueue_core.models import (
+    Agent,
+    AgentStatus,
+    Event,
+    ExecutionRecord,
+    Failure,
+    FailureClass,
+    Targeting,
+    WorkItem,
+    WorkStatus,
+)
+from workqueue_core.retry import Jitter, RetryPolicy
+from workqueue_core.selectors import LabelSelector, Operator, Requirement
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+Row = Sequence[Any]
+
+
+# --- scalars -------------------------------------------------------------------
+
+
+def to_us(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def opt_us(value: datetime | None) -> int | None:
+    """``to_us`` that passes None through."""
+    return None if value is None else to_us(value)
+
+
+def from_us(value: int) -> datetime:
+    """The UTC datetime ``value`` microseconds after the Unix epoch.
+
+    An instant past the last UTC ``datetime`` (only ``datetime.max`` in a zone west
+    of UTC, as the core's saturated retry times can be) reads back as that last one.
+    """
+    try:
+        return _EPOCH + timedelta(microseconds=value)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
+
+
+def opt_dt(value: int | None) -> datetime | None:
+    """``from_us`` that passes None through."""
+    return None if value is None else from_us(value)
+
+
+def duration_us(value: timedelta) -> int:
+    """A duration in whole microseconds (timedeltas hold nothing finer)."""
+    return value // _MICROSECOND
+
+
+def opt_uuid(value: str | None) -> UUID | None:
+    """A UUID column that may be NULL."""
+    return None if value is None else UUID(value)
+
+
+def opt_id(value: UUID | None) -> str | None:
+    """The text of a UUID that may be None."""
+    return None if value is None else str(value)
+
+
+def dump(value: object) -> str:
+    """Compact, key-sorted JSON."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+# --- structured values ---------------------------------------------------------
+
+
+def dump_targeting(targeting: Targeting) -> str:
+    """Targeting as JSON: sorted agent ids and the selector's requirements (or null)."""
+    selector = targeting.selector
+    return dump(
+        {
+            "agent_ids": sorted(str(a) for a in targeting.agent_ids),
+            "selector": None
+            if selector is None
+            else [[r.key, r.operator.value, list(r.values)] for r in selector.requirements],
+        }
+    )
+
+
+def load_targeting(text: str) -> Targeting:
+    """The Targeting ``dump_targeting`` wrote."""
+    data = json.loads(text)
+    selector = data["selector"]
+    return Targeting(
+        agent_ids=frozenset(UUID(a) for a in data["agent_ids"]),
+        selector=None
+        if selector is None
+        else LabelSelector(
+            tuple(Requirement(key, Operator(op), tuple(values)) for key, op, values in selector)
+        ),
+    )
+
+
+class TargetingCache:
+    """Parsed targeting and retry policies by their JSON text, each parsed once.
+
+    Both are frozen values, so items submitted alike can share one parse.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._parsed: dict[str, Targeting] = {}
+        self._policies: dict[str, RetryPolicy] = {}
+
+    def get(self, text: str) -> Targeting:
+        """The Targeting of ``text``."""
+        found = self._parsed.get(text)
+        if found is None:
+            if len(self._parsed) >= self._size:
+                self._parsed.clear()
+            found = self._parsed[text] = load_targeting(text)
+        return found
+
+    def policy(self, text: str) -> RetryPolicy:
+        """The RetryPolicy of ``text``."""
+        found = self._policies.get(text)
+        if found is None:
+            if len(self._policies) >= self._size:
+                self._policies.clear()
+            found = self._policies[text] = load_policy(text)
+        return found
+
+
+def dump_policy(policy: RetryPolicy) -> str:
+    """A retry policy as JSON, delays in microseconds."""
+    return dump(
+        {
+            "max_retries": policy.max_retries,
+            "base_delay_us": duration_us(policy.base_delay),
+            "multiplier": policy.multiplier,
+            "max_delay_us": duration_us(policy.max_delay),
+            "jitter": policy.jitter.value,
+        }
+    )
+
+
+def load_policy(text: str) -> RetryPolicy:
+    """The RetryPolicy ``dump_policy`` wrote."""
+    data = json.loads(text)
+    return RetryPolicy(
+        max_retries=data["max_retries"],
+        base_delay=timedelta(microseconds=data["base_delay_us"]),
+        multiplier=data["multiplier"],
+        max_delay=timedelta(microseconds=data["max_delay_us"]),
+        jitter=Jitter(data["jitter"]),
+    )
+
+
+def dump_failure(failure: Failure | None) -> str | None:
+    """A failure as JSON, or None."""
+    if failure is None:
+        return None
+    return dump(
+        {
+            "class": failure.failure_class.value,
+            "reason": failure.reason,
+            "message": failure.message,
+        }
+    )
+
+
+def load_failure(text: str | None) -> Failure | None:
+    """The Failure ``dump_failure`` wrote."""
+    if text is None:
+        return None
+    data = json.loads(text)
+    return Failure(FailureClass(data["class"]), data["reason"], data["message"])
+
+
+def dump_map(value: Mapping[str, str]) -> str:
+    """A string-to-string mapping as JSON."""
+    return dump(dict(value))
+
+
+def load_map(text: str) -> dict[str, str]:
+    """The mapping ``dump_map`` wrote."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise InvalidInput("stored labels are not a mapping")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+# --- work items and records ----------------------------------------------------------
+
+ITEM_COLUMNS: Final = (
+    "id",
+    "work_type",
+    "spec",
+    "targeting",
+    "created_at",
+    "retry_policy",
+    "max_executions",
+    "claim_timeout_us",
+    "priority",
+    "not_before",
+    "idempotency_key",
+    "correlation_id",
+    "labels",
+    "callback_url",
+    "status",
+    "attempt",
+    "executions",
+    "local_retries",
+    "claimed_by",
+    "claimed_at",
+    "lease_expires_at",
+    "last_error",
+)
+RECORD_COLUMNS: Final = (*ITEM_COLUMNS, "finished_at", "finished_by", "result")
+ITEM_SELECT: Final = ", ".join(ITEM_COLUMNS)
+RECORD_SELECT: Final = ", ".join(RECORD_COLUMNS)
+
+
+def item_values(item: WorkItem) -> tuple[Any, ...]:
+    """The column values of an item, in ``ITEM_COLUMNS`` order."""
+    return (
+        str(item.id),
+        item.work_type,
+        item.spec,
+        dump_targeting(item.targeting),
+        to_us(item.created_at),
+        dump_policy(item.retry_policy),
+        item.max_executions,
+        duration_us(item.claim_timeout),
+        item.priority,
+        opt_us(item.not_before),
+        item.idempotency_key,
+        item.correlation_id,
+        dump_map(item.labels),
+        item.callback_url,
+        item.status.value,
+        item.attempt,
+        item.executions,
+        item.local_retries,
+        opt_id(item.claimed_by),
+        opt_us(item.claimed_at),
+        opt_us(item.lease_expires_at),
+        dump_failure(item.last_error),
+    )
+
+
+def record_values(record: ExecutionRecord) -> tuple[Any, ...]:
+    """The column values of a log record, in ``RECORD_COLUMNS`` order."""
+    return (
+        *item_values(record.item),
+        to_us(record.finished_at),
+        record.finished_by,
+        record.result,
+    )
+
+
+def load_item(row: Row, targetings: TargetingCache | None = None) -> WorkItem:
+    """The WorkItem of a row selected with ``ITEM_SELECT`` (a prefix of ``RECORD_SELECT``)."""
+    if targetings is None:
+        targeting, policy = load_targeting(row[3]), load_policy(row[5])
+    else:
+        targeting, policy = targetings.get(row[3]), targetings.policy(row[5])
+    return WorkItem(
+        id=UUID(row[0]),
+        work_type=row[1],
+        spec=row[2],
+        targeting=targeting,
+        created_at=from_us(row[4]),
+        retry_policy=policy,
+        claim_timeout=timedelta(microseconds=row[7]),
+        priority=row[8],
+        not_before=opt_dt(row[9]),
+        idempotency_key=row[10],
+        correlation_id=row[11],
+        labels=load_map(row[12]),
+        callback_url=row[13],
+        status=WorkStatus(row[14]),
+        attempt=row[15],
+        executions=row[16],
+        local_retries=row[17],
+        claimed_by=opt_uuid(row[18]),
+        claimed_at=opt_dt(row[19]),
+        lease_expires_at=opt_dt(row[20]),
+        last_error=load_failure(row[21]),
+    )
+
+
+def load_record(row: Row, targetings: TargetingCache | None = None) -> ExecutionRecord:
+    """The ExecutionRecord of a row selected with ``RECORD_SELECT``."""
+    n = len(ITEM_COLUMNS)
+    return ExecutionRecord(
+        item=load_item(row, targetings),
+        finished_at=from_us(row[n]),
+        finished_by=row[n + 1],
+        result=row[n + 2],
+    )
+
+
+# --- events ----------------------------------------------------------------------------
+
+EVENT_COLUMNS: Final = (
+    "work_id",
+    "from_status",
+    "to_status",
+    "actor",
+    "at",
+    "attempt",
+    "executions",
+    "claimed_by",
+    "correlation_id",
+    "detail",
+)
+EVENT_SELECT: Final = ", ".join((*EVENT_COLUMNS, "seq"))
+
+
+def event_values(event: Event) -> tuple[Any, ...]:
+    """The column values of an event, in ``EVENT_COLUMNS`` order (``seq`` is assigned)."""
+    return (
+        str(event.work_id),
+        None if event.from_status is None else event.from_status.value,
+        event.to_status.value,
+        event.actor,
+        to_us(event.at),
+        event.attempt,
+        event.executions,
+        opt_id(event.claimed_by),
+        event.correlation_id,
+        event.detail,
+    )
+
+
+def load_event(row: Row) -> Event:
+    """The Event of a row selected with ``EVENT_SELECT``."""
+    return Event(
+        work_id=UUID(row[0]),
+        from_status=None if row[1] is None else WorkStatus(row[1]),
+        to_status=WorkStatus(row[2]),
+        actor=row[3],
+        at=from_us(row[4]),
+        attempt=row[5],
+        executions=row[6],
+        claimed_by=opt_uuid(row[7]),
+        correlation_id=row[8],
+        detail=row[9],
+        seq=row[10],
+    )
+
+
+# --- agents ----------------------------------------------------------------------------
+
+AGENT_COLUMNS: Final = (
+    "id",
+    "name",
+    "registered_at",
+    "labels",
+    "annotations",
+    "status",
+    "last_seen_at",
+    "token_hash",
+)
+AGENT_SELECT: Final = ", ".join(AGENT_COLUMNS)
+
+
+def agent_values(agent: Agent) -> tuple[Any, ...]:
+    """The column values of an agent, in ``AGENT_COLUMNS`` order."""
+    return (
+        str(agent.id),
+        agent.name,
+        to_us(agent.registered_at),
+        dump_map(agent.labels),
+        dump_map(agent.annotations),
+        agent.status.value,
+        opt_us(agent.last_seen_at),
+        agent.token_hash,
+    )
+
+
+def load_agent(row: Row) -> Agent:
+    """The Agent of a row selected with ``AGENT_SELECT``."""
+    return Agent(
+        id=UUID(row[0]),
+        name=row[1],
+        registered_at=from_us(row[2]),
+        labels=load_map(row[3]),
+        annotations=load_map(row[4]),
+        status=AgentStatus(row[5]),
+        last_seen_at=opt_dt(row[6]),
+        token_hash=row[7],
+    )
