@@ -160,6 +160,19 @@ class SelectorError(InvalidInput):
         self.detail = message
 
 
+class LabelError(InvalidInput):
+    """Labels (of an item or an agent) are not valid Kubernetes-style labels.
+
+    Distinct from ``SelectorError``: the labels are data, not a selector.
+    """
+
+    code = "invalid-labels"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"invalid labels: {message}")
+        self.detail = message
+
+
 class SpecError(InvalidInput):
     """A spec (YAML text or Work resource) is malformed, too large or of the wrong shape."""
 

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.errors import InvalidInput
+from workqueue_core.errors import InvalidInput, LabelError, SelectorError
 from workqueue_core.retry import RetryPolicy
 from workqueue_core.selectors import LabelSelector, validate_labels
 
@@ -86,7 +86,10 @@ def _positive_duration(_: object, attribute: attrs.Attribute[Any], value: timede
 
 
 def _labels(_: object, attribute: attrs.Attribute[Any], value: Mapping[str, str]) -> None:
-    validate_labels(value)
+    try:
+        validate_labels(value)
+    except SelectorError as error:
+        raise LabelError(error.detail) from None
 
 
 def _uuid_set(value: Iterable[UUID]) -> frozenset[UUID]:

@@ -60,6 +60,16 @@ class QueueState:
         self._agents: dict[UUID, Agent] = {}
         self._seq = 0
 
+    def add_pending_listener(self, listener: Callable[[], None]) -> None:
+        """Also call ``listener`` (after the listeners already set) when work may be claimable."""
+        previous = self._on_pending
+
+        def both() -> None:
+            previous()
+            listener()
+
+        self._on_pending = both
+
     # --- hooks (the conformance tests' broken stores override these) -------
 
     def _check_claim(self, work_id: UUID, agent_id: UUID, now: datetime) -> WorkItem:

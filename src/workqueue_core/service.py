@@ -7,7 +7,7 @@ stamps time and ids, and leaves atomicity to the store.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -16,6 +16,8 @@ import attrs
 
 from workqueue_core.errors import (
     InvalidInput,
+    LabelError,
+    SelectorError,
     SpecTooLarge,
     UnknownAgent,
     UnknownWork,
@@ -54,11 +56,103 @@ MAX_CLAIM_TIMEOUT = timedelta(days=7)
 MAX_BATCH = 1000
 MAX_TEXT = 255
 MAX_LABELS = 64
+MAX_REASON_CHARS = 256
+MAX_MESSAGE_BYTES = 4096
+MAX_RESULT_BYTES = 65_536
+MAX_ANNOTATIONS = 64
+MAX_ANNOTATION_KEY_CHARS = 253
+MAX_ANNOTATION_VALUE_BYTES = 4096
+
+
+def _utf8_size(name: str, value: str) -> int:
+    """Bytes of ``value`` in UTF-8; InvalidInput for lone surrogates (not valid Unicode)."""
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{name} must be valid Unicode (it has a lone surrogate)") from None
+
+
+def _no_nul(name: str, value: str) -> None:
+    if "\x00" in value:
+        raise InvalidInput(f"{name} must not contain NUL characters")
+    _utf8_size(name, value)
 
 
 def _bounded_text(name: str, value: str | None, limit: int = MAX_TEXT) -> None:
     if value is not None and not 0 < len(value) <= limit:
         raise InvalidInput(f"{name} must be 1-{limit} characters")
+
+
+def _bounded_bytes(name: str, value: str | None, limit: int) -> None:
+    """``value`` is a string (possibly empty) of at most ``limit`` UTF-8 bytes, without NUL."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string, got {type(value).__name__}")
+    _no_nul(name, value)
+    size = _utf8_size(name, value)
+    if size > limit:
+        raise InvalidInput(f"{name} is {size} bytes; the limit is {limit}")
+
+
+def _check_labels(labels: Mapping[str, str]) -> None:
+    """Labels (data, not a selector): at most ``MAX_LABELS`` valid Kubernetes labels."""
+    if not isinstance(labels, Mapping):
+        raise LabelError(f"labels must be a mapping, got {type(labels).__name__}")
+    if len(labels) > MAX_LABELS:
+        raise LabelError(f"at most {MAX_LABELS} labels, got {len(labels)}")
+    try:
+        validate_labels(labels)
+    except SelectorError as error:
+        raise LabelError(error.detail) from None
+
+
+def _check_annotations(annotations: Mapping[str, str]) -> None:
+    """Free-form agent annotations, bounded in number and size."""
+    if not isinstance(annotations, Mapping):
+        raise InvalidInput(f"annotations must be a mapping, got {type(annotations).__name__}")
+    if len(annotations) > MAX_ANNOTATIONS:
+        raise InvalidInput(f"at most {MAX_ANNOTATIONS} annotations, got {len(annotations)}")
+    for key, value in annotations.items():
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_ANNOTATION_KEY_CHARS:
+            raise InvalidInput(
+                f"annotation keys must be 1-{MAX_ANNOTATION_KEY_CHARS} characters, got {key!r:.80}"
+            )
+        _no_nul("annotation key", key)
+        _bounded_bytes(f"annotation {key!r:.80}", value, MAX_ANNOTATION_VALUE_BYTES)
+
+
+def _check_failure(failure: Failure) -> None:
+    if not isinstance(failure, Failure):
+        raise InvalidInput(f"failure must be a Failure, got {type(failure).__name__}")
+    if len(failure.reason) > MAX_REASON_CHARS:
+        raise InvalidInput(f"failure reason must be at most {MAX_REASON_CHARS} characters")
+    _no_nul("failure reason", failure.reason)
+    _bounded_bytes("failure message", failure.message, MAX_MESSAGE_BYTES)
+
+
+def _check_local_retries(local_retries: int) -> None:
+    if isinstance(local_retries, bool) or not isinstance(local_retries, int) or local_retries < 0:
+        raise InvalidInput(f"local_retries must be an integer >= 0, got {local_retries!r}")
+
+
+def _check_work_types(work_types: Sequence[str] | None) -> list[str] | None:
+    """A list of work type names; a bare string is refused (it would be split into letters).
+
+    An empty list matches no work type (nothing is pending or claimed), unlike None (all).
+    """
+    if work_types is None:
+        return None
+    if isinstance(work_types, str | bytes) or not isinstance(work_types, Sequence):
+        raise InvalidInput(
+            f"work_types must be a list of work type names, got {type(work_types).__name__}"
+        )
+    if len(work_types) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} work types")
+    for work_type in work_types:
+        if not isinstance(work_type, str):
+            raise InvalidInput(f"work types must be strings, got {type(work_type).__name__}")
+    return list(work_types)
 
 
 def _check_batch(limit: int) -> None:
@@ -112,8 +206,8 @@ def validate_submit(request: SubmitRequest) -> None:
         ("idempotency_key", request.idempotency_key),
         ("correlation_id", request.correlation_id),
     ):
-        if text is not None and "\x00" in text:
-            raise InvalidInput(f"{name} must not contain NUL characters")
+        if text is not None:
+            _no_nul(name, text)
     if not 0 < len(request.work_type) <= 50 or not WORK_TYPE_RE.match(request.work_type):
         raise InvalidInput(
             "work_type must be 1-50 characters of a-z, 0-9, '-', '_' or '.', "
@@ -135,9 +229,7 @@ def validate_submit(request: SubmitRequest) -> None:
         ("http://", "https://")
     ):
         raise InvalidInput("callback_url must be an http(s) URL")
-    if len(request.labels) > MAX_LABELS:
-        raise InvalidInput(f"at most {MAX_LABELS} labels")
-    validate_labels(request.labels)
+    _check_labels(request.labels)
 
 
 class BrokerService:
@@ -190,14 +282,21 @@ class BrokerService:
         return await self.store.submit(item, actor, now)
 
     async def get(self, work_id: UUID) -> WorkItem | ExecutionRecord:
-        """The item from the queue, or its record from the log."""
+        """The item from the queue, or its record from the log.
+
+        Two reads: an item requeued from the log between them is looked up in the
+        queue once more before it is called unknown.
+        """
         item = await self.store.get(work_id)
         if item is not None:
             return item
         record = await self.store.get_record(work_id)
-        if record is None:
-            raise UnknownWork(work_id)
-        return record
+        if record is not None:
+            return record
+        item = await self.store.get(work_id)
+        if item is not None:
+            return item
+        raise UnknownWork(work_id)
 
     async def list_work(self, query: WorkQuery) -> list[WorkItem]:
         """Queued items matching the query."""
@@ -210,11 +309,21 @@ class BrokerService:
         return await self.store.query_log(query)
 
     async def pending(
-        self, agent_id: UUID, work_types: Sequence[str] | None = None, limit: int = 100
+        self,
+        agent_id: UUID,
+        work_types: Sequence[str] | None = None,
+        limit: int = 100,
+        wait: float = 0.0,
     ) -> list[WorkItem]:
-        """What the agent could claim now."""
+        """What the agent could claim now, waiting up to ``wait`` s for something to appear.
+
+        ``work_types=[]`` matches nothing; a bare string is refused.
+        """
         _check_batch(limit)
-        return await self.store.pending_for(agent_id, self.clock.now(), work_types, limit)
+        types = _check_work_types(work_types)
+        return await self._wait_for(
+            lambda: self.store.pending_for(agent_id, self.clock.now(), types, limit), wait
+        )
 
     async def claim(self, work_id: UUID, agent_id: UUID) -> WorkItem:
         """Claim one item by id."""
@@ -232,17 +341,27 @@ class BrokerService:
         Waiting wakes on the notifier and, in any case, re-checks every
         ``poll_interval`` seconds, so items whose ``not_before`` passes (or work
         submitted through another broker without a shared notifier) are found too.
+        ``work_types=[]`` matches nothing; a bare string is refused.
         """
         _check_batch(limit)
+        types = _check_work_types(work_types)
+        return await self._wait_for(
+            lambda: self.store.claim_next(agent_id, self.clock.now(), types, limit), wait
+        )
+
+    async def _wait_for(
+        self, look: Callable[[], Awaitable[list[WorkItem]]], wait: float
+    ) -> list[WorkItem]:
+        """Call ``look`` until it finds something or ``wait`` s pass; woken by the notifier."""
         if not 0 <= wait <= 30:
             raise InvalidInput("wait must be in 0..30 seconds")
         deadline = anyio.current_time() + wait
         while True:
             mark = self._notifier.mark() if self._notifier is not None else 0
-            claimed = await self.store.claim_next(agent_id, self.clock.now(), work_types, limit)
+            found = await look()
             remaining = deadline - anyio.current_time()
-            if claimed or remaining <= 0:
-                return claimed
+            if found or remaining <= 0:
+                return found
             pause = min(remaining, self.poll_interval)
             if self._notifier is None:
                 await anyio.sleep(pause)
@@ -253,6 +372,7 @@ class BrokerService:
         self, token: ClaimToken, agent_id: UUID, local_retries: int = 0
     ) -> WorkItem:
         """Extend a claim's lease; LeaseLost or WorkCancelled tell the agent to stop."""
+        _check_local_retries(local_retries)
         return await self.store.heartbeat(token, agent_id, self.clock.now(), local_retries)
 
     async def complete(
@@ -263,7 +383,8 @@ class BrokerService:
         local_retries: int = 0,
     ) -> ExecutionRecord:
         """Record success (idempotent per token)."""
-        _bounded_text("result", result, MAX_SPEC_BYTES)
+        _bounded_bytes("result", result, MAX_RESULT_BYTES)
+        _check_local_retries(local_retries)
         return await self.store.complete(token, agent_id, self.clock.now(), result, local_retries)
 
     async def complete_many(
@@ -272,18 +393,24 @@ class BrokerService:
         """Record several successes at once."""
         if len(completions) > MAX_BATCH:
             raise InvalidInput(f"at most {MAX_BATCH} completions at once")
+        for completion in completions:
+            _bounded_bytes("result", completion.result, MAX_RESULT_BYTES)
+            _check_local_retries(completion.local_retries)
         return await self.store.complete_many(completions, self.clock.now())
 
     async def fail(
         self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0
     ) -> WorkItem | ExecutionRecord:
         """Record a failed attempt; the core decides retry or dead letter."""
+        _check_failure(failure)
+        _check_local_retries(local_retries)
         return await self.store.fail(token, agent_id, self.clock.now(), failure, local_retries)
 
     async def cancel(
         self, work_id: UUID, actor: str = "admin", reason: str = ""
     ) -> ExecutionRecord:
-        """End an item that has not finished."""
+        """End an item that has not finished; ``reason`` is kept as the record's result."""
+        _bounded_bytes("cancel reason", reason, MAX_MESSAGE_BYTES)
         return await self.store.cancel(work_id, actor, self.clock.now(), reason)
 
     async def approve(self, work_id: UUID, actor: str = "admin") -> WorkItem:
@@ -327,6 +454,9 @@ class BrokerService:
     ) -> IssuedAgent:
         """Register an agent and issue its token (returned once, stored hashed)."""
         _bounded_text("name", name, 253)
+        _no_nul("name", name)
+        _check_labels(labels or {})
+        _check_annotations(annotations or {})
         token = TOKEN_PREFIX + self._tokens()
         agent = Agent(
             id=self._ids(),
@@ -362,9 +492,15 @@ class BrokerService:
         annotations: Mapping[str, str] | None = None,
         status: AgentStatus | None = None,
     ) -> Agent:
-        """Relabel or change status; the agent's eligibility follows at once."""
+        """Relabel, re-annotate or change status; the agent's eligibility follows at once.
+
+        The token hash is not changed here: rotating a token replaces the hash
+        (``store.update_agent(token_hash=...)``); the port cannot clear it.
+        """
         if labels is not None:
-            validate_labels(labels)
+            _check_labels(labels)
+        if annotations is not None:
+            _check_annotations(annotations)
         return await self.store.update_agent(
             agent_id,
             labels=dict(labels) if labels is not None else None,

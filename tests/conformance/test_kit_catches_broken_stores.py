@@ -9,15 +9,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
+import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
 from workqueue_core import transitions
-from workqueue_core.models import ClaimToken, ExecutionRecord, WorkItem, WorkStatus
+from workqueue_core.errors import BudgetSpent, WorkqueueError
+from workqueue_core.models import (
+    ClaimToken,
+    Completion,
+    Event,
+    ExecutionRecord,
+    Stats,
+    SubmitResult,
+    WorkItem,
+    WorkQuery,
+    WorkStatus,
+)
 from workqueue_core.ports import Store
 from workqueue_core.queue_state import QueueState
 from workqueue_core.testing import ConformanceError, conformance_machine, conformance_settings
@@ -94,12 +108,146 @@ class LosesCancelledState(QueueState):
         return record
 
 
-def factory_for(state_class: type[QueueState]) -> Callable[[], object]:
+class IgnoresCursorState(QueueState):
+    """Keyset pagination forgotten: every page starts from the first row."""
+
+    def query(self, query: WorkQuery) -> list[WorkItem]:
+        return super().query(attrs.evolve(query, after=None))
+
+
+class PruneKeepsEventsState(QueueState):
+    """Prunes log records but leaves their events behind."""
+
+    def prune(self, before: datetime, limit: int = 10_000) -> int:
+        saved = {work_id: list(events) for work_id, events in self._events.items()}
+        pruned = super().prune(before, limit)
+        self._events = saved
+        return pruned
+
+
+def _second(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(microsecond=0)
+
+
+class TruncatesMicrosecondsState(QueueState):
+    """Stores claim times in a column without fractional seconds."""
+
+    def _apply(self, state: WorkItem | ExecutionRecord, event: Event | None) -> None:
+        if isinstance(state, WorkItem):
+            state = attrs.evolve(
+                state,
+                claimed_at=_second(state.claimed_at),
+                lease_expires_at=_second(state.lease_expires_at),
+            )
+        super()._apply(state, event)
+
+
+class EmptyTypesMeansAllState(QueueState):
+    """Treats ``work_types=[]`` like None (the ``if work_types:`` bug)."""
+
+    def _eligible(
+        self, agent: Any, now: datetime, work_types: Sequence[str] | None
+    ) -> list[WorkItem]:
+        return super()._eligible(agent, now, work_types or None)
+
+
+class BatchTrustsTheTokenState(QueueState):
+    """A batch completion that checks tokens but not which agent presents them."""
+
+    def complete_many(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[ExecutionRecord | WorkqueueError]:
+        fixed = []
+        for c in completions:
+            item = self._queue.get(c.token.work_id)
+            holder = item.claimed_by if item is not None else None
+            fixed.append(attrs.evolve(c, agent_id=holder or c.agent_id))
+        return super().complete_many(fixed, now)
+
+
+class RefusesOverReportedCompletionState(QueueState):
+    """Refuses a complete that reports too many local retries (instead of clamping)."""
+
+    def complete(
+        self,
+        token: ClaimToken,
+        agent_id: UUID,
+        now: datetime,
+        result: str | None = None,
+        local_retries: int = 0,
+    ) -> ExecutionRecord:
+        item = self._queue.get(token.work_id)
+        if item is not None and item.attempt == token.attempt:
+            extra = max(0, local_retries - item.local_retries)
+            if item.executions + extra > item.max_executions:
+                raise BudgetSpent(item.id, item.max_executions)
+        return super().complete(token, agent_id, now, result, local_retries)
+
+
+class StatsWithoutLogState(QueueState):
+    """Counts only the queue in stats."""
+
+    def stats(self) -> Stats:
+        counts = super().stats().counts
+        return Stats({key: n for key, n in counts.items() if not key[1].is_terminal})
+
+
+class GetFindsLoggedState(QueueState):
+    """``get`` also returns finished items (it should return only queued ones)."""
+
+    def get(self, work_id: UUID) -> WorkItem | None:
+        record = self._log.get(work_id)
+        return record.item if record is not None else super().get(work_id)
+
+
+class MangledTextState(QueueState):
+    """Doubles single quotes in specs (an escaping bug) and cuts them at 1 KiB."""
+
+    def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
+        return super().submit(
+            attrs.evolve(item, spec=item.spec.replace("'", "''")[:1024]), actor, now
+        )
+
+
+class RacySweepStore(MemoryStore):
+    """A sweep that reads expired leases, yields, then writes without re-checking them."""
+
+    async def sweep(self, now: datetime, limit: int = 1000) -> list[WorkItem | ExecutionRecord]:
+        state = self.state
+        expired = [i for i in state._queue.values() if transitions.lease_expired(i, now)]
+        await anyio.lowlevel.checkpoint()
+        results: list[WorkItem | ExecutionRecord] = []
+        for item in sorted(expired, key=lambda i: (i.lease_expires_at, i.id))[:limit]:
+            after, event = transitions.expire(item, now, 0.0)
+            state._apply(after, event)
+            results.append(after)
+        return results
+
+
+def factory_for(
+    state_class: type[QueueState], store_class: type[MemoryStore] = MemoryStore
+) -> Callable[[], object]:
     @asynccontextmanager
     async def fresh() -> AsyncIterator[Store]:
-        yield MemoryStore(state=state_class(random_source=lambda: 0.0))
+        yield store_class(state=state_class(random_source=lambda: 0.0))
 
     return fresh
+
+
+def _run_until_caught(factory: Callable[[], object], symptom: str, examples: int = 300) -> None:
+    machine = conformance_machine(factory)  # type: ignore[arg-type]
+    with pytest.raises(ConformanceError, match=symptom):
+        run_state_machine_as_test(
+            machine,
+            settings=conformance_settings(
+                examples,
+                50,
+                phases=[Phase.generate],
+                derandomize=True,
+                database=None,
+                print_blob=False,
+            ),
+        )
 
 
 @pytest.mark.parametrize(
@@ -109,20 +257,35 @@ def factory_for(state_class: type[QueueState]) -> Callable[[], object]:
         (IgnoresNotBeforeState, r"claim|invariant 7"),
         (AcceptsStaleTokenState, r"heartbeat|complete|fail|invariant 3"),
         (LosesCancelledState, r"invariant 2|log differs|cancel"),
+        (IgnoresCursorState, r"query"),
+        (PruneKeepsEventsState, r"prune: .* events of pruned"),
+        (TruncatesMicrosecondsState, r"claim|queue differs"),
+        (EmptyTypesMeansAllState, r"pending_for|claim_next"),
+        (BatchTrustsTheTokenState, r"complete_many"),
+        (RefusesOverReportedCompletionState, r"complete"),
+        (StatsWithoutLogState, r"stats"),
+        (GetFindsLoggedState, r"get/get_record"),
+        (MangledTextState, r"submit"),
     ],
-    ids=["second-claim", "ignores-not-before", "accepts-stale-token", "loses-on-cancel"],
+    ids=[
+        "second-claim",
+        "ignores-not-before",
+        "accepts-stale-token",
+        "loses-on-cancel",
+        "ignores-cursor",
+        "prune-keeps-events",
+        "truncates-microseconds",
+        "empty-types-means-all",
+        "batch-trusts-the-token",
+        "refuses-over-reported-completion",
+        "stats-without-log",
+        "get-finds-logged",
+        "mangled-text",
+    ],
 )
 def test_the_suite_catches_a_broken_store(state_class: type[QueueState], symptom: str) -> None:
-    machine = conformance_machine(factory_for(state_class))  # type: ignore[arg-type]
-    with pytest.raises(ConformanceError, match=symptom):
-        run_state_machine_as_test(
-            machine,
-            settings=conformance_settings(
-                300,
-                50,
-                phases=[Phase.generate],
-                derandomize=True,
-                database=None,
-                print_blob=False,
-            ),
-        )
+    _run_until_caught(factory_for(state_class), symptom)
+
+
+def test_the_suite_catches_a_sweep_that_races_another() -> None:
+    _run_until_caught(factory_for(QueueState, RacySweepStore), r"concurrent sweeps: .* swept twice")

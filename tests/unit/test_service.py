@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import anyio
 import pytest
 
 from workqueue_core.errors import (
     InvalidInput,
+    LabelError,
     LeaseLost,
     SelectorError,
     SpecError,
@@ -18,6 +21,7 @@ from workqueue_core.errors import (
 )
 from workqueue_core.models import (
     AgentStatus,
+    Completion,
     ExecutionRecord,
     Failure,
     LogQuery,
@@ -27,6 +31,7 @@ from workqueue_core.models import (
     WorkStatus,
 )
 from workqueue_core.notify import InProcessNotifier
+from workqueue_core.queue_state import QueueState
 from workqueue_core.retry import RetryPolicy
 from workqueue_core.service import BrokerService, SubmitRequest
 from workqueue_core.testing import EPOCH, FakeClock, SequentialIds, SequentialTokens
@@ -97,7 +102,8 @@ def request(**overrides: object) -> SubmitRequest:
         ({"not_before": datetime(2030, 1, 1)}, InvalidInput, "timezone"),
         ({"callback_url": "ftp://x"}, InvalidInput, "callback_url"),
         ({"idempotency_key": "k" * 300}, InvalidInput, "idempotency_key"),
-        ({"labels": {"bad key!": "v"}}, SelectorError, "bad key!"),
+        ({"labels": {"bad key!": "v"}}, LabelError, "invalid labels: .*bad key!"),
+        ({"labels": {f"k{n}": "v" for n in range(65)}}, LabelError, "at most 64 labels"),
     ],
 )
 async def test_submit_rejects_bad_input_and_stores_nothing(
@@ -138,7 +144,7 @@ async def test_kubernetes_work_types_need_a_valid_work_resource(
 
 async def test_other_work_types_keep_their_spec_opaque(service: BrokerService) -> None:
     item = (await service.submit(request(work_type="backup", spec="{{ not yaml"))).item
-    assert item.spec == "{{ not yaml"
+    assert isinstance(item, WorkItem) and item.spec == "{{ not yaml"
 
 
 def test_targeting_must_be_explicit() -> None:
@@ -255,7 +261,7 @@ async def test_relabel_and_drain_change_eligibility_at_once(service: BrokerServi
     drained = await service.drain_agent(agent.id)
     assert drained.status is AgentStatus.DRAINING
     assert await service.claim_next(agent.id) == []
-    with pytest.raises(SelectorError):
+    with pytest.raises(LabelError, match="invalid labels"):
         await service.update_agent(agent.id, labels={"-bad": "x"})
     with pytest.raises(UnknownAgent):
         await service.get_agent(item.id)
@@ -366,6 +372,8 @@ def test_fake_clock_refuses_to_go_back() -> None:
         {"priority": True},
         {"not_before": "2030-01-01"},
         {"spec": "a\x00b", "work_type": "test"},
+        {"spec": "lone \ud800 surrogate", "work_type": "test"},
+        {"correlation_id": "\udfff"},
     ],
     ids=repr,
 )
@@ -399,3 +407,172 @@ async def test_waiters_are_woken_only_after_the_event_is_written() -> None:
     store.state._on_pending = lambda: seen.append(len(store.state._events))
     await service.submit(request())
     assert seen == [1]
+
+
+# --- API traps ------------------------------------------------------------------------
+
+
+async def test_a_bare_string_of_work_types_is_refused_not_split_into_letters(
+    service: BrokerService,
+) -> None:
+    agent = (await service.register_agent("a1")).agent
+    await service.submit(request(work_type="b", spec="opaque"))
+    with pytest.raises(InvalidInput, match="list of work type names"):
+        await service.claim_next(agent.id, "build")
+    with pytest.raises(InvalidInput, match="list of work type names"):
+        await service.pending(agent.id, "b")
+    assert await service.pending(agent.id, []) == []
+    assert await service.claim_next(agent.id, []) == []
+    assert [i.work_type for i in await service.claim_next(agent.id, ["b"])] == ["b"]
+
+
+async def test_a_memory_store_built_on_a_given_state_wakes_its_waiters() -> None:
+    earlier: list[str] = []
+    state = QueueState(lambda: 0.0, on_pending=lambda: earlier.append("own"))
+    store = MemoryStore(state=state)
+    service = BrokerService(
+        store, FakeClock(), SequentialIds(), SequentialTokens(), notifier=store.notifier
+    )
+    agent = (await service.register_agent("a1")).agent
+    got: list[WorkItem] = []
+
+    async def waiter() -> None:
+        got.extend(await service.claim_next(agent.id, wait=30))
+
+    with anyio.fail_after(10):  # a liveness bound: the poll interval alone would take 1 s+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.05)
+            mark = store.notifier.mark()
+            item = (await service.submit(request())).item
+            assert store.notifier.mark() != mark
+    assert [i.id for i in got] == [item.id]
+    assert earlier  # the state's own listener still runs
+
+
+async def test_rotating_a_token_replaces_its_hash(service: BrokerService) -> None:
+    issued = await service.register_agent("a1")
+    await service.store.update_agent(issued.agent.id, token_hash=hash_token("wq_new-secret"))
+    assert await service.authenticate_agent(issued.token) is None
+    assert (await service.authenticate_agent("wq_new-secret")) is not None
+    # update_agent (the use case) never touches the hash
+    await service.update_agent(issued.agent.id, labels={"zone": "a"})
+    assert (await service.authenticate_agent("wq_new-secret")) is not None
+
+
+async def test_item_and_agent_labels_have_their_own_error(service: BrokerService) -> None:
+    with pytest.raises(LabelError) as raised:
+        await service.submit(request(labels={"team": "not valid!"}))
+    assert "selector" not in str(raised.value) and raised.value.code == "invalid-labels"
+    with pytest.raises(LabelError):
+        await service.register_agent("a1", labels={"a/b/c": "x"})
+    with pytest.raises(SelectorError, match="invalid label selector"):
+        Targeting.labels("zone in (a")
+
+
+async def _claimed(service: BrokerService) -> tuple[WorkItem, UUID]:
+    agent = (await service.register_agent("a1")).agent
+    await service.submit(request(work_type="test", spec="opaque"))
+    [item] = await service.claim_next(agent.id)
+    return item, agent.id
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda s, i, a: s.fail(i.token, a, Failure.retryable("R" * 257)), "reason"),
+        (lambda s, i, a: s.fail(i.token, a, Failure.permanent("X", "m" * 4097)), "message"),
+        (lambda s, i, a: s.fail(i.token, a, Failure.permanent("X", "é" * 2049)), "message"),
+        (lambda s, i, a: s.fail(i.token, a, Failure.permanent("a\x00b")), "NUL"),
+        (lambda s, i, a: s.fail(i.token, a, Failure.retryable("X"), -1), "local_retries"),
+        (lambda s, i, a: s.complete(i.token, a, "r" * 65_537), "result"),
+        (lambda s, i, a: s.complete(i.token, a, "r\x00"), "NUL"),
+        (
+            lambda s, i, a: s.complete_many([Completion(i.token, a, "r" * 65_537)]),
+            "result",
+        ),
+        (lambda s, i, a: s.heartbeat(i.token, a, -1), "local_retries"),
+        (lambda s, i, a: s.cancel(i.id, reason="c" * 4097), "cancel reason"),
+        (
+            lambda s, i, a: s.update_agent(a, annotations={f"k{n}": "" for n in range(65)}),
+            "annotations",
+        ),
+        (lambda s, i, a: s.update_agent(a, annotations={"k": "v" * 4097}), "annotation"),
+        (lambda s, i, a: s.update_agent(a, annotations={"": "v"}), "annotation keys"),
+        (lambda s, i, a: s.register_agent("a2", annotations={"k": "\x00"}), "NUL"),
+        (lambda s, i, a: s.complete(i.token, a, "\ud800"), "Unicode"),
+    ],
+    ids=[
+        "reason",
+        "message",
+        "message-bytes",
+        "nul-reason",
+        "negative-local-retries",
+        "result",
+        "nul-result",
+        "batch-result",
+        "heartbeat-retries",
+        "cancel-reason",
+        "annotation-count",
+        "annotation-size",
+        "annotation-key",
+        "nul-annotation",
+        "lone-surrogate",
+    ],
+)
+async def test_reports_and_annotations_are_size_bounded(
+    service: BrokerService,
+    call: Callable[[BrokerService, WorkItem, UUID], Awaitable[object]],
+    words: str,
+) -> None:
+    item, agent_id = await _claimed(service)
+    with pytest.raises(InvalidInput, match=words):
+        await call(service, item, agent_id)
+    after = await service.get(item.id)
+    assert after == item  # nothing changed
+    assert (await service.get_agent(agent_id)).annotations == {}
+
+
+async def test_reports_at_the_limits_are_accepted(service: BrokerService, clock: FakeClock) -> None:
+    item, agent_id = await _claimed(service)
+    retried = await service.fail(
+        item.token, agent_id, Failure.retryable("R" * 256, "é" * 2048), local_retries=0
+    )
+    assert isinstance(retried, WorkItem) and retried.last_error is not None
+    assert retried.last_error.message == "é" * 2048
+    annotations = {f"k{n}": "v" * 4096 for n in range(64)}
+    agent = await service.update_agent(agent_id, annotations=annotations)
+    assert agent.annotations == annotations
+    issued = await service.register_agent("a2")
+    clock.advance(3600)
+    [again] = await service.claim_next(issued.agent.id)
+    record = await service.complete(again.token, issued.agent.id, "r" * 65_536)
+    assert record.result == "r" * 65_536
+
+
+class RequeueDuringGetStore(MemoryStore):
+    """Requeues the item from the log just after ``get`` missed it, as a racing admin would."""
+
+    def __init__(self) -> None:
+        super().__init__(random_source=lambda: 0.0)
+        self.race: UUID | None = None
+
+    async def get_record(self, work_id: UUID) -> ExecutionRecord | None:
+        if self.race == work_id:
+            self.race = None
+            await self.requeue(work_id, "racing-admin", EPOCH)
+        return await super().get_record(work_id)
+
+
+async def test_get_does_not_call_an_item_requeued_between_its_reads_unknown() -> None:
+    store = RequeueDuringGetStore()
+    service = BrokerService(store, FakeClock(), SequentialIds(), SequentialTokens())
+    agent = (await service.register_agent("a1")).agent
+    await service.submit(request(work_type="test", spec="opaque"))
+    [item] = await service.claim_next(agent.id)
+    await service.fail(item.token, agent.id, Failure.permanent("Broken"))
+    store.race = item.id
+    found = await service.get(item.id)
+    assert isinstance(found, WorkItem) and found.status is WorkStatus.PENDING
+    with pytest.raises(UnknownWork):
+        await service.get(UUID(int=999))

@@ -44,9 +44,13 @@ class MemoryStore:
         notifier: InProcessNotifier | None = None,
     ) -> None:
         self.notifier = notifier or InProcessNotifier()
-        self.state = state or QueueState(
-            random_source or random.Random().random, on_pending=self.notifier.notify
-        )
+        if state is None:
+            state = QueueState(
+                random_source or random.Random().random, on_pending=self.notifier.notify
+            )
+        else:
+            state.add_pending_listener(self.notifier.notify)
+        self.state = state
 
     async def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
         return self.state.submit(item, actor, now)

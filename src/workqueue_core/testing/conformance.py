@@ -19,11 +19,20 @@ Use it with a factory that yields a fresh, empty store::
 
 Generated retry policies have no jitter, so both sides compute the same
 ``not_before``; jitter bounds are property-tested on ``RetryPolicy`` itself.
+
+Beyond the transitions, the machine compares lookups (``get``/``get_record`` of
+every id), filtered and paginated queries, ``pending_for`` with type filters,
+stats, agent listings and token lookups, pruning (records, events and keys gone),
+and races: concurrent claims, and two sweeps racing each other and a claim
+holder's heartbeat, complete or fail. Times carry microseconds and payloads come
+from all of Unicode (NUL excluded), up to a few KiB.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
+import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, ExitStack
 from datetime import timedelta
@@ -45,6 +54,7 @@ from hypothesis.stateful import (
 
 from workqueue_core.errors import LeaseLost, WorkqueueError
 from workqueue_core.models import (
+    Agent,
     AgentStatus,
     ClaimToken,
     Completion,
@@ -53,6 +63,7 @@ from workqueue_core.models import (
     ExecutionRecord,
     Failure,
     LogQuery,
+    Stats,
     SubmitResult,
     WorkItem,
     WorkQuery,
@@ -71,7 +82,8 @@ T = TypeVar("T")
 
 MAX_AGENTS = 4
 MAX_ITEMS = 24
-PAGE = 500
+PAGE = 7
+"""Page size of the full reads after every step: small, so keyset pagination is always used."""
 
 
 class ConformanceError(AssertionError):
@@ -84,6 +96,20 @@ def _fail(message: str) -> ConformanceError:
 
 Outcome = tuple[Any, WorkqueueError | None]
 
+LOCAL_RETRIES = st.sampled_from([0, 0, 0, 1, 1, 2, 3, 6])
+"""Reported local retries: often more than the budget allows (heartbeats refuse, the
+final reports clamp)."""
+
+TYPE_FILTERS: st.SearchStrategy[list[str] | None] = st.one_of(
+    st.none(),
+    st.just([]),
+    st.lists(st.sampled_from([*wst.WORK_TYPES, "other"]), min_size=1, max_size=2),
+)
+"""``work_types`` arguments: all types (None), none at all ([]), or a few."""
+
+UNKNOWN = UUID(int=10**12)
+"""An id no generated agent or item has."""
+
 
 def _comparable(value: Any) -> Any:
     """What must be equal between the store and the reference."""
@@ -95,6 +121,8 @@ def _comparable(value: Any) -> Any:
         return attrs.evolve(value, seq=0, detail="")
     if isinstance(value, list | tuple):
         return [_comparable(v) for v in value]
+    if isinstance(value, Stats):
+        return ("stats", {key: n for key, n in value.counts.items() if n})
     if isinstance(value, WorkqueueError):
         return type(value)
     return value
@@ -120,6 +148,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.tokens: list[tuple[ClaimToken, UUID]] = []
         self.touched: set[UUID] = set()
         self._next_id = 0
+        self._rotations = 0
 
     def teardown(self) -> None:
         # Only release resources: a check raised here would mask the step that failed.
@@ -236,6 +265,46 @@ class ConformanceMachine(RuleBasedStateMachine):
             functools.partial(self.model.update_agent, agent_id, status=status),
         )
 
+    @rule(data=st.data(), action=st.sampled_from(["annotate", "rotate", "touch", "duplicate"]))
+    def agent_admin(self, data: st.DataObject, action: str) -> None:
+        """Re-annotate, rotate a token hash, touch, or register a taken id or name."""
+        agent_id = self._agent(data)
+        if action == "annotate":
+            annotations = data.draw(wst.agent_annotations(), label="annotations")
+            self._both(
+                "update_agent(annotations)",
+                functools.partial(self.store.update_agent, agent_id, annotations=annotations),
+                functools.partial(self.model.update_agent, agent_id, annotations=annotations),
+            )
+        elif action == "rotate":
+            self._rotations += 1
+            token_hash = wst.token_hash_for(agent_id, self._rotations)
+            self._both(
+                "update_agent(token_hash)",
+                functools.partial(self.store.update_agent, agent_id, token_hash=token_hash),
+                functools.partial(self.model.update_agent, agent_id, token_hash=token_hash),
+            )
+        elif action == "touch":
+            if data.draw(st.integers(0, 5), label="unknown agent") == 0:
+                agent_id = UNKNOWN
+            self._both(
+                "touch_agent",
+                functools.partial(self.store.touch_agent, agent_id, self.now),
+                functools.partial(self.model.touch_agent, agent_id, self.now),
+            )
+        else:
+            existing = self.model.get_agent(agent_id)
+            assert existing is not None
+            if data.draw(st.booleans(), label="same id"):
+                agent = Agent(id=agent_id, name=f"{existing.name}-again", registered_at=self.now)
+            else:
+                agent = Agent(id=self._new_id(), name=existing.name, registered_at=self.now)
+            self._both(
+                "register_agent(taken id or name)",
+                functools.partial(self.store.register_agent, agent),
+                functools.partial(self.model.register_agent, agent),
+            )
+
     # --- submit and admin ---------------------------------------------------------
 
     @precondition(lambda self: len(self.work_ids) < MAX_ITEMS)
@@ -265,10 +334,11 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         work_id = self._work(data)
+        reason = data.draw(wst.payloads(["test"], wst.MAX_MESSAGE_CHARS), label="reason")
         self._both(
             "cancel",
-            functools.partial(self.store.cancel, work_id, "admin", self.now, "test"),
-            functools.partial(self.model.cancel, work_id, "admin", self.now, "test"),
+            functools.partial(self.store.cancel, work_id, "admin", self.now, reason),
+            functools.partial(self.model.cancel, work_id, "admin", self.now, reason),
         )
         self.touched.add(work_id)
 
@@ -315,11 +385,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         if got[1] is None:
             self._check_claimed([got[0]], agent_id)
 
-    @rule(
-        data=st.data(),
-        limit=st.integers(1, 4),
-        types=st.none() | st.lists(st.sampled_from(wst.WORK_TYPES), min_size=1, max_size=2),
-    )
+    @rule(data=st.data(), limit=st.integers(1, 4), types=TYPE_FILTERS)
     def claim_next(self, data: st.DataObject, limit: int, types: list[str] | None) -> None:
         agent_id = self._agent(data)
         got, _ = self._both(
@@ -330,13 +396,13 @@ class ConformanceMachine(RuleBasedStateMachine):
         if got[1] is None:
             self._check_claimed(got[0], agent_id)
 
-    @rule(data=st.data())
-    def pending_for(self, data: st.DataObject) -> None:
-        agent_id = self._agent(data)
+    @rule(data=st.data(), types=TYPE_FILTERS, limit=st.sampled_from([1, 2, 3, 100]))
+    def pending_for(self, data: st.DataObject, types: list[str] | None, limit: int) -> None:
+        agent_id = self._agent(data) if data.draw(st.integers(0, 9)) else UNKNOWN
         self._both(
             "pending_for",
-            functools.partial(self.store.pending_for, agent_id, self.now, None, 100),
-            functools.partial(self.model.pending_for, agent_id, self.now, None, 100),
+            functools.partial(self.store.pending_for, agent_id, self.now, types, limit),
+            functools.partial(self.model.pending_for, agent_id, self.now, types, limit),
         )
 
     @precondition(lambda self: len(self.agent_ids) >= 2 and self.work_ids)
@@ -389,7 +455,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     # --- claim holders --------------------------------------------------------------
 
     @precondition(lambda self: self.tokens)
-    @rule(data=st.data(), local_retries=st.integers(0, 2))
+    @rule(data=st.data(), local_retries=LOCAL_RETRIES)
     def heartbeat(self, data: st.DataObject, local_retries: int) -> None:
         token, agent_id = self._token(data)
         self._holder_step(
@@ -400,7 +466,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: self.tokens)
-    @rule(data=st.data(), local_retries=st.integers(0, 1), result=st.sampled_from([None, "ok"]))
+    @rule(data=st.data(), local_retries=LOCAL_RETRIES, result=wst.results())
     def complete(self, data: st.DataObject, local_retries: int, result: str | None) -> None:
         token, agent_id = self._token(data)
         got = self._holder_step(
@@ -421,19 +487,40 @@ class ConformanceMachine(RuleBasedStateMachine):
                 raise _fail(f"invariant 4: repeated complete gave {again!r}, first {got[0]!r}")
 
     @precondition(lambda self: self.tokens)
-    @rule(data=st.data())
-    def complete_many(self, data: st.DataObject) -> None:
-        chosen = data.draw(st.lists(st.sampled_from(self.tokens), min_size=1, max_size=4))
-        batch = [Completion(token, agent_id, "batch") for token, agent_id in chosen]
-        self._both(
+    @rule(data=st.data(), size=st.integers(1, 4))
+    def complete_many(self, data: st.DataObject, size: int) -> None:
+        """A batch of current, stale, foreign and repeated tokens; entries stand alone."""
+        batch: list[Completion] = []
+        for _ in range(size):
+            if batch and data.draw(st.integers(0, 3), label="repeat an entry") == 0:
+                entry = data.draw(st.sampled_from(batch), label="repeated")
+                if data.draw(st.booleans(), label="by another agent"):
+                    entry = attrs.evolve(entry, agent_id=self._agent(data))
+                batch.append(entry)
+                continue
+            token, agent_id = self._token(data)
+            if data.draw(st.integers(0, 4), label="foreign agent") == 0:
+                agent_id = self._agent(data)
+            result = data.draw(wst.results(), label="result")
+            batch.append(Completion(token, agent_id, result, data.draw(LOCAL_RETRIES)))
+        before = {c.token.work_id: self._snapshot_item(c.token.work_id) for c in batch}
+        got, _ = self._both(
             "complete_many",
             functools.partial(self.store.complete_many, batch, self.now),
             functools.partial(self.model.complete_many, batch, self.now),
         )
-        self.touched.update(token.work_id for token, _ in chosen)
+        for completion, outcome in zip(batch, got[0], strict=True):
+            work_id = completion.token.work_id
+            if (
+                isinstance(outcome, LeaseLost)
+                and not any(isinstance(o, ExecutionRecord) and o.id == work_id for o in got[0])
+                and self._snapshot_item(work_id) != before[work_id]
+            ):
+                raise _fail(f"invariant 3: complete_many with stale {completion.token} changed it")
+        self.touched.update(c.token.work_id for c in batch)
 
     @precondition(lambda self: self.tokens)
-    @rule(data=st.data(), failure=wst.failures(), local_retries=st.integers(0, 1))
+    @rule(data=st.data(), failure=wst.failures(), local_retries=LOCAL_RETRIES)
     def fail(self, data: st.DataObject, failure: Failure, local_retries: int) -> None:
         token, agent_id = self._token(data)
         self._holder_step(
@@ -460,11 +547,11 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     # --- time and maintenance -----------------------------------------------------------
 
-    @rule(seconds=st.sampled_from([1, 5, 30, 61, 120, 301, 700]))
-    def advance_time(self, seconds: int) -> None:
-        self.now += timedelta(seconds=seconds)
+    @rule(seconds=st.sampled_from([0, 1, 5, 30, 61, 120, 301, 700]), micros=wst.micro_offsets())
+    def advance_time(self, seconds: int, micros: timedelta) -> None:
+        self.now += timedelta(seconds=seconds) + micros
 
-    @rule(limit=st.sampled_from([1, 1000]))
+    @rule(limit=st.sampled_from([1, 2, 1000]))
     def sweep(self, limit: int) -> None:
         got, _ = self._both(
             "sweep",
@@ -473,18 +560,269 @@ class ConformanceMachine(RuleBasedStateMachine):
         )
         self.touched.update(state.id for state in got[0])
 
-    @rule(age=st.sampled_from([0, 60, 600]))
-    def prune(self, age: int) -> None:
+    @rule(age=st.sampled_from([0, 60, 600]), limit=st.sampled_from([1, 2, 10_000]))
+    def prune(self, age: int, limit: int) -> None:
+        """Oldest first; a pruned item is gone whole: no record, no events, no lookup."""
         before = self.now - timedelta(seconds=age)
-        doomed = {
-            r.id for r in self.model.query_log(LogQuery(limit=10_000)) if r.finished_at < before
-        }
+        logged = {r.id for r in self.model.query_log(LogQuery(limit=10_000))}
         self._both(
             "prune",
-            functools.partial(self.store.prune, before),
-            functools.partial(self.model.prune, before),
+            functools.partial(self.store.prune, before, limit),
+            functools.partial(self.model.prune, before, limit),
         )
+        doomed = logged - {r.id for r in self.model.query_log(LogQuery(limit=10_000))}
         self.pruned |= doomed
+        for work_id in sorted(doomed):
+            left = self._call(self.store.events, work_id)
+            if left:
+                raise _fail(f"prune: {len(left)} events of pruned {work_id} are still stored")
+            if self._snapshot_item(work_id) != (None, None):
+                raise _fail(
+                    f"prune: pruned {work_id} can still be read: {self._snapshot_item(work_id)}"
+                )
+
+    @precondition(lambda self: self.work_ids)
+    @rule(data=st.data(), racer=st.sampled_from(["none", "heartbeat", "complete", "fail"]))
+    def concurrent_sweeps(self, data: st.DataObject, racer: str) -> None:
+        """Two sweeps at once, racing a holder's heartbeat, complete or fail.
+
+        The store may split the expired leases between the sweeps any way it likes,
+        but no lease may be swept twice, and the outcome must be that of the racer
+        running wholly before, or wholly after, the sweeping. Time often jumps to a
+        lease's expiry first, so there is something to sweep.
+        """
+        leases = [
+            i.lease_expires_at
+            for i in self.model.query(WorkQuery(status=WorkStatus.CLAIMED, limit=10_000))
+            if i.lease_expires_at is not None and i.lease_expires_at > self.now
+        ]
+        jump: int = data.draw(st.integers(0, 3), label="jump to a lease expiry")
+        if leases and jump:
+            self.now = data.draw(st.sampled_from(sorted(leases)), label="now")
+        ops: list[tuple[str, Callable[[], Awaitable[Any]], Callable[[QueueState], Any]]] = [
+            (
+                "sweep",
+                functools.partial(self.store.sweep, self.now, 1000),
+                lambda m: m.sweep(self.now, 1000),
+            )
+        ] * 2
+        token: ClaimToken | None = None
+        if racer != "none" and self.tokens:
+            token, agent_id = self._token(data)
+            retries = data.draw(LOCAL_RETRIES, label="local retries")
+            if racer == "heartbeat":
+                ops.append(
+                    (
+                        racer,
+                        functools.partial(self.store.heartbeat, token, agent_id, self.now, retries),
+                        lambda m: m.heartbeat(token, agent_id, self.now, retries),
+                    )
+                )
+            elif racer == "complete":
+                ops.append(
+                    (
+                        racer,
+                        functools.partial(
+                            self.store.complete, token, agent_id, self.now, "raced", retries
+                        ),
+                        lambda m: m.complete(token, agent_id, self.now, "raced", retries),
+                    )
+                )
+            else:
+                failure = data.draw(wst.failures(), label="failure")
+                ops.append(
+                    (
+                        racer,
+                        functools.partial(
+                            self.store.fail, token, agent_id, self.now, failure, retries
+                        ),
+                        lambda m: m.fail(token, agent_id, self.now, failure, retries),
+                    )
+                )
+        outcomes = self._run_at_once([on_store for _, on_store, _ in ops])
+        swept: dict[UUID, Any] = {}
+        for value, error in outcomes[:2]:
+            if error is not None:
+                raise _fail(f"concurrent sweeps: a sweep failed: {error!r}")
+            for state in value:
+                if state.id in swept:
+                    raise _fail(f"concurrent sweeps: {state.id} was swept twice")
+                swept[state.id] = _comparable(state)
+        on_model = ops[2][2] if len(ops) == 3 else None
+        tried = []
+        for racer_first in (True, False) if on_model is not None else (True,):
+            model, want_racer, want_swept = self._serially(on_model, racer_first)
+            tried.append((racer_first, want_racer, want_swept))
+            if want_swept == swept and (
+                want_racer is None or self._same_outcome(outcomes[2], want_racer)
+            ):
+                self.model = model
+                event(f"concurrent sweeps: {racer} {'before' if racer_first else 'after'}")
+                break
+        else:
+            raise _fail(
+                f"concurrent sweeps: no serial order explains the store's outcome: swept "
+                f"{swept!r}, {racer} gave {outcomes[2:]!r}; serial orders (racer first?, "
+                f"racer, swept) gave {tried!r}"
+            )
+        event(f"concurrent sweeps: swept {min(len(swept), 3)}{'+' if len(swept) >= 3 else ''}")
+        self.touched.update(swept)
+        if token is not None:
+            self.touched.add(token.work_id)
+
+    def _serially(
+        self, racer: Callable[[QueueState], Any] | None, racer_first: bool
+    ) -> tuple[QueueState, Outcome | None, dict[UUID, Any]]:
+        """On a copy of the reference: the racer, then one full sweep (or the other way)."""
+        model = copy.deepcopy(self.model)
+        want_racer: Outcome | None = None
+        if racer is not None and racer_first:
+            want_racer = self._outcome(functools.partial(racer, model))
+        want_swept = {state.id: _comparable(state) for state in model.sweep(self.now, 1000)}
+        if racer is not None and not racer_first:
+            want_racer = self._outcome(functools.partial(racer, model))
+        return model, want_racer, want_swept
+
+    def _run_at_once(self, calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Outcome]:
+        """Start every call at once on the store; their outcomes, in order."""
+        outcomes: list[Outcome] = [(None, None)] * len(calls)
+
+        async def one(index: int) -> None:
+            try:
+                outcomes[index] = (await calls[index](), None)
+            except WorkqueueError as error:
+                outcomes[index] = (None, error)
+
+        async def all_at_once() -> None:
+            async with anyio.create_task_group() as tg:
+                for index in range(len(calls)):
+                    tg.start_soon(one, index)
+
+        self.portal.call(all_at_once)
+        return outcomes
+
+    @staticmethod
+    def _outcome(call: Callable[[], Any]) -> Outcome:
+        try:
+            return (call(), None)
+        except WorkqueueError as error:
+            return (None, error)
+
+    @staticmethod
+    def _same_outcome(got: Outcome, want: Outcome) -> bool:
+        if got[1] is not None or want[1] is not None:
+            return type(got[1]) is type(want[1])
+        return bool(_comparable(got[0]) == _comparable(want[0]))
+
+    # --- observations ---------------------------------------------------------------------
+
+    @rule(
+        data=st.data(),
+        what=st.sampled_from(["lookups", "query", "query_log", "stats", "agents", "token"]),
+    )
+    def observe(self, data: st.DataObject, what: str) -> None:
+        """A read compared with the reference: lookups, paged queries, stats or agents."""
+        event(f"observe: {what}")
+        if what == "lookups":
+            for work_id in [*self.work_ids, UNKNOWN]:
+                got = self._snapshot_item(work_id)
+                want = (self.model.get(work_id), _comparable(self.model.get_record(work_id)))
+                if got != want:
+                    raise _fail(
+                        f"get/get_record({work_id}): the store gave {got!r}, the reference {want!r}"
+                    )
+        elif what == "query":
+            self._compare_pages(
+                "query",
+                data.draw(self._work_queries(), label="query"),
+                self.store.query,
+                self.model.query,
+                lambda i: Cursor(i.created_at, i.id),
+            )
+        elif what == "query_log":
+            self._compare_pages(
+                "query_log",
+                data.draw(self._log_queries(), label="query"),
+                self.store.query_log,
+                self.model.query_log,
+                lambda r: Cursor(r.finished_at, r.id),
+            )
+        elif what == "stats":
+            self._both("stats", self.store.stats, self.model.stats)
+        elif what == "agents":
+            status = data.draw(st.none() | st.sampled_from(list(AgentStatus)), label="status")
+            self._both(
+                "list_agents",
+                functools.partial(self.store.list_agents, status),
+                functools.partial(self.model.list_agents, status),
+            )
+            agent_id = self._agent(data) if data.draw(st.integers(0, 4)) else UNKNOWN
+            self._both(
+                "get_agent",
+                functools.partial(self.store.get_agent, agent_id),
+                functools.partial(self.model.get_agent, agent_id),
+            )
+        else:
+            agent_id = self._agent(data)
+            generation = data.draw(st.sampled_from([0, self._rotations, 10**6]), label="gen")
+            token_hash = wst.token_hash_for(agent_id, generation)
+            self._both(
+                "agent_by_token_hash",
+                functools.partial(self.store.agent_by_token_hash, token_hash),
+                functools.partial(self.model.agent_by_token_hash, token_hash),
+            )
+
+    def _cursors(self) -> st.SearchStrategy[Cursor | None]:
+        """No cursor, or one at (or a microsecond either side of) a row's key."""
+        keys = [Cursor(i.created_at, i.id) for i in self.model.query(WorkQuery(limit=10_000))]
+        keys += [Cursor(r.finished_at, r.id) for r in self.model.query_log(LogQuery(limit=10_000))]
+        keys.append(Cursor(self.now, UUID(int=0)))
+        shift = st.sampled_from([timedelta(0), timedelta(0), timedelta(microseconds=1)])
+        return st.none() | st.builds(
+            lambda c, d, later: Cursor(c.at + d if later else c.at - d, c.id),
+            st.sampled_from(keys),
+            shift,
+            st.booleans(),
+        )
+
+    def _filters(self) -> dict[str, st.SearchStrategy[Any]]:
+        return {
+            "work_type": st.none() | st.sampled_from([*wst.WORK_TYPES, "other"]),
+            "claimed_by": st.none() | st.sampled_from([*self.agent_ids, UNKNOWN]),
+            "limit": st.integers(1, 5),
+            "after": self._cursors(),
+        }
+
+    def _work_queries(self) -> st.SearchStrategy[WorkQuery]:
+        status = st.none() | st.sampled_from(list(WorkStatus))
+        return st.builds(WorkQuery, status=status, **self._filters())
+
+    def _log_queries(self) -> st.SearchStrategy[LogQuery]:
+        status = st.none() | st.sampled_from(list(WorkStatus))
+        return st.builds(LogQuery, status=status, **self._filters())
+
+    def _compare_pages(
+        self,
+        op: str,
+        query: Any,
+        on_store: Callable[[Any], Awaitable[list[Any]]],
+        on_model: Callable[[Any], list[Any]],
+        key: Callable[[Any], Cursor],
+    ) -> None:
+        """Page through both with the cursor; every page must be the reference's."""
+        for page in range(MAX_ITEMS + 2):
+            try:
+                got = self._call(on_store, query)
+            except WorkqueueError as error:
+                raise _fail(f"{op}({query!r}) failed: {error!r}") from error
+            want = on_model(query)
+            if _comparable(got) != _comparable(want):
+                raise _fail(
+                    f"{op} page {page} of {query!r}:\n store     {got!r}\n reference {want!r}"
+                )
+            if len(want) < query.limit:
+                return
+            query = attrs.evolve(query, after=key(want[-1]))
 
     # --- invariants --------------------------------------------------------------------
 
@@ -494,42 +832,63 @@ class ConformanceMachine(RuleBasedStateMachine):
             _comparable(self._call(self.store.get_record, work_id)),
         )
 
-    def _all_queued(self) -> list[WorkItem]:
-        items: list[WorkItem] = []
-        query = WorkQuery(limit=PAGE)
-        while True:
-            page = self._call(self.store.query, query)
-            items.extend(page)
+    def _read_all(
+        self,
+        first: Any,
+        read: Callable[[Any], Awaitable[list[T]]],
+        key: Callable[[T], Cursor],
+        what: str,
+    ) -> list[T]:
+        """Every row, ``PAGE`` at a time; refuses a page that does not move past the cursor."""
+        rows: list[T] = []
+        query = first
+        for _ in range(MAX_ITEMS * 4):
+            page = self._call(read, query)
+            rows.extend(page)
             if len(page) < PAGE:
-                return items
-            query = attrs.evolve(query, after=Cursor(page[-1].created_at, page[-1].id))
+                return rows
+            cursor = key(page[-1])
+            keys = [key(row) for row in page]
+            if (
+                query.after is not None
+                and (keys[0].at, keys[0].id) <= (query.after.at, query.after.id)
+            ) or any((a.at, a.id) >= (b.at, b.id) for a, b in itertools.pairwise(keys)):
+                raise _fail(f"{what}: a page is not ordered after its cursor: {page!r}")
+            query = attrs.evolve(query, after=cursor)
+        raise _fail(f"{what}: paging never ended")
+
+    def _all_queued(self) -> list[WorkItem]:
+        return self._read_all(
+            WorkQuery(limit=PAGE), self.store.query, lambda i: Cursor(i.created_at, i.id), "query"
+        )
 
     def _all_logged(self) -> list[ExecutionRecord]:
-        records: list[ExecutionRecord] = []
-        query = LogQuery(limit=PAGE)
-        while True:
-            page = self._call(self.store.query_log, query)
-            records.extend(page)
-            if len(page) < PAGE:
-                return records
-            query = attrs.evolve(query, after=Cursor(page[-1].finished_at, page[-1].id))
+        return self._read_all(
+            LogQuery(limit=PAGE),
+            self.store.query_log,
+            lambda r: Cursor(r.finished_at, r.id),
+            "query_log",
+        )
 
     @invariant()
     def store_agrees_with_reference(self) -> None:
-        queued = self._all_queued()
-        logged = self._all_logged()
+        """The whole queue and log equal the reference's; invariants 1, 2 and 6 on them."""
+        queued_rows = self._all_queued()
+        logged_rows = self._all_logged()
         want_queued = self.model.query(WorkQuery(limit=10_000))
         want_logged = self.model.query_log(LogQuery(limit=10_000))
-        if queued != want_queued:
-            raise _fail(f"queue differs:\n store     {queued!r}\n reference {want_queued!r}")
-        if _comparable(logged) != _comparable(want_logged):
-            raise _fail(f"log differs:\n store     {logged!r}\n reference {want_logged!r}")
+        if queued_rows != want_queued:
+            raise _fail(f"queue differs:\n store     {queued_rows!r}\n reference {want_queued!r}")
+        if _comparable(logged_rows) != _comparable(want_logged):
+            raise _fail(f"log differs:\n store     {logged_rows!r}\n reference {want_logged!r}")
+        self._nothing_lost_nothing_twice(queued_rows, logged_rows)
 
-    @invariant()
-    def nothing_lost_nothing_twice(self) -> None:
+    def _nothing_lost_nothing_twice(
+        self, queued_rows: list[WorkItem], logged_rows: list[ExecutionRecord]
+    ) -> None:
         """Invariant 2 (and 1, 6): every live item is in exactly one of queue or log."""
-        queued = {i.id: i for i in self._all_queued()}
-        logged = {r.id: r for r in self._all_logged()}
+        queued = {i.id: i for i in queued_rows}
+        logged = {r.id: r for r in logged_rows}
         both = queued.keys() & logged.keys()
         if both:
             raise _fail(f"invariant 2: {sorted(both)} are in both the queue and the log")
@@ -557,9 +916,15 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _check_timelines(self, work_ids: set[UUID]) -> None:
         for work_id in sorted(work_ids):
             events = self._call(self.store.events, work_id)
-            current = self._call(self.store.get, work_id) or self._call(
-                self.store.get_record, work_id
-            )
+            queued = self._call(self.store.get, work_id)
+            logged = self._call(self.store.get_record, work_id)
+            want = (self.model.get(work_id), _comparable(self.model.get_record(work_id)))
+            if (queued, _comparable(logged)) != want:
+                raise _fail(
+                    f"get/get_record({work_id}): the store gave {(queued, logged)!r}, "
+                    f"the reference {want!r}"
+                )
+            current = queued or logged
             if current is None:
                 continue  # never created (idempotent resubmit) — checked elsewhere
             try:
