@@ -1,0 +1,290 @@
+"""The broker's configuration: flags over ``WORKQUEUE_…`` environment over a TOML file.
+
+Every setting has one name: ``--sweep-interval`` on the command line,
+``WORKQUEUE_SWEEP_INTERVAL`` in the environment, ``sweep_interval`` in the file.
+Values are parsed and bounded here; a bad one raises ``ConfigError`` naming its
+source, so the command can print one line and exit.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+ENV_PREFIX = "WORKQUEUE_"
+DEFAULT_DATABASE_URL = "sqlite:///./workqueue.db"
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of bounds; the message names it."""
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"90"`` or ``"90s"``, ``"250ms"``, ``"5m"``, ``"12h"``, ``"30d"``."""
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise ValueError(f"expected a duration such as 30s, 5m, 12h or 30d, got {text!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        seconds = parse_duration(text).total_seconds()
+        if not low <= seconds <= high:
+            raise ValueError(f"must be between {low:g}s and {high:g}s, got {text!r}")
+        return seconds
+
+    return parse
+
+
+def _retention(text: str) -> timedelta:
+    value = parse_duration(text)
+    if value > timedelta(days=36_500):
+        raise ValueError(f"must be at most 100 years, got {text!r}")
+    return value
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _host(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 255 or any(c.isspace() for c in value):
+        raise ValueError(f"expected a host name or address, got {text!r}")
+    return value
+
+
+def _database_url(text: str) -> str:
+    value = text.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    tokens = tuple(t.strip() for t in text.split(",") if t.strip())
+    for token in tokens:
+        check_admin_token(token)
+    return tokens
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return Path(text.strip()).expanduser()
+
+
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+
+def check_admin_token(token: str) -> None:
+    """Refuse tokens too short to be secrets, or that would break an HTTP header."""
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ValueError(f"admin tokens must be at least {MIN_ADMIN_TOKEN_LENGTH} characters")
+    if not token.isascii() or any(c.isspace() or not c.isprintable() for c in token):
+        raise ValueError("admin tokens must be printable ASCII without spaces")
+
+
+@attrs.frozen
+class Setting:
+    """One configuration setting: its name, how to parse it, and its help text."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    metavar: str = "VALUE"
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        """The environment variable."""
+        return ENV_PREFIX + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", _host, "address to listen on (default 127.0.0.1)", "HOST"),
+    Setting("port", _int_between(0, 65535), "port to listen on (default 8080)", "PORT"),
+    Setting(
+        "database_url",
+        _database_url,
+        "sqlite:///PATH, postgresql://… (?schema=NAME) or memory:// "
+        f"(default {DEFAULT_DATABASE_URL})",
+        "URL",
+        secret=True,
+    ),
+    Setting(
+        "admin_tokens",
+        _tokens,
+        "comma-separated admin tokens (prefer the environment or a token file to a flag)",
+        "TOKENS",
+        secret=True,
+    ),
+    Setting(
+        "admin_token_file",
+        _path,
+        "file holding admin tokens, one per line (default: ./workqueue-admin-token, "
+        "generated at the first start when no token is configured)",
+        "PATH",
+    ),
+    Setting(
+        "sweep_interval",
+        _seconds(0.05, 86400),
+        "how often to sweep expired leases (default 5s)",
+        "DURATION",
+    ),
+    Setting(
+        "prune_interval",
+        _seconds(1, 7 * 86400),
+        "how often to prune the execution log (default 1h)",
+        "DURATION",
+    ),
+    Setting(
+        "retention",
+        _retention,
+        "keep execution-log records and events this long (default 30d)",
+        "DURATION",
+    ),
+    Setting("log_format", _choice(LOG_FORMATS), "auto (default), json or console", "FORMAT"),
+    Setting("log_level", _choice(LOG_LEVELS), "debug, info (default), warning, error", "LEVEL"),
+    Setting(
+        "max_body_bytes",
+        _int_between(1024, 64 * 1_048_576),
+        "largest request body accepted (default 1048576)",
+        "BYTES",
+    ),
+    Setting(
+        "migrate",
+        _boolean,
+        "apply database migrations at start (default true)",
+        "BOOL",
+    ),
+    Setting(
+        "shutdown_timeout",
+        _seconds(0, 300),
+        "on SIGTERM/SIGINT, wait this long for requests in flight (default 10s)",
+        "DURATION",
+    ),
+)
+SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@attrs.frozen
+class BrokerConfig:
+    """Everything the broker process needs to start."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = attrs.field(default=DEFAULT_DATABASE_URL, repr=False)
+    admin_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)
+    admin_token_file: Path | None = None
+    sweep_interval: float = 5.0
+    prune_interval: float = 3600.0
+    retention: timedelta = timedelta(days=30)
+    log_format: str = "auto"
+    log_level: str = "info"
+    max_body_bytes: int = 1_048_576
+    migrate: bool = True
+    shutdown_timeout: float = 10.0
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read the config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"the config file {path} is not valid TOML: {error}") from None
+    table = data.get("broker", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"the config file {path}: [broker] must be a table")
+    return {str(k).replace("-", "_"): v for k, v in table.items() if k != "broker"}
+
+
+def load_config(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    config_file: Path | None = None,
+) -> BrokerConfig:
+    """Merge the sources (flags, then environment, then file, then defaults) and check them.
+
+    ``flags`` maps setting names to the raw flag text (None when not given);
+    ``config_file`` defaults to ``WORKQUEUE_CONFIG`` when that is set.
+    """
+    if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(environ[ENV_PREFIX + "CONFIG"])
+    from_file = _read_toml(config_file) if config_file is not None else {}
+    unknown = sorted(set(from_file) - set(SETTINGS_BY_NAME))
+    if unknown:
+        raise ConfigError(f"the config file {config_file} has unknown settings: {unknown}")
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw: object
+        flag_value = flags.get(setting.name)
+        if flag_value is not None:
+            raw, source = flag_value, setting.flag
+        elif environ.get(setting.env) is not None:
+            raw, source = environ[setting.env], setting.env
+        elif setting.name in from_file:
+            raw, source = from_file[setting.name], f"{setting.name} in {config_file}"
+        else:
+            continue
+        try:
+            values[setting.name] = setting.parse(_as_text(raw))
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+    return BrokerConfig(**values)
