@@ -1,1 +1,642 @@
-"""The in-process executor: runs work with Python handlers (built in issue 5)."""
+"""The in-process executor: a ``Worker`` runs claimed work with Python handlers (DESIGN §9).
+
+A worker talks to a ``WorkSource``: the agent side of the broker. ``BrokerService``
+over any store satisfies it, and so does the HTTP broker client, so the same
+worker runs against a store in the process or a broker across the network.
+
+One worker::
+
+    worker = Worker(broker, name="resizer-1", labels={"pool": "images"})
+
+    @worker.handler("resize", timeout=60)
+    async def resize(job: Job) -> str | None:
+        ...
+        return "done"            # the log record's result
+
+    await worker.run()           # until worker.stop() or cancellation
+
+It registers itself as an agent (or uses ``agent_id``), claims in batches sized by
+its free concurrency slots with a long-poll ``wait``, heartbeats every claim at
+most every third of its lease, bounds each attempt by a timeout, cancels a handler
+whose claim is lost or cancelled (the broker's state then stands), and reports
+each outcome: the return value as the result, ``PermanentError`` /
+``RetryableError`` by their class, other exceptions through ``classify``. The
+store's ``fail`` applies the item's single retry budget and backoff.
+
+``stop()`` is graceful: no new claims, running handlers get ``grace_period``
+seconds to finish, the rest are cancelled and failed as retryable ("Shutdown").
+Cancelling ``run()`` stops at once: handlers are cancelled and their claims
+failed as "Shutdown" in a shielded scope, so nothing stays claimed by a worker
+that left (a process that dies without cleanup leaves its claims to the sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Protocol
+from uuid import UUID
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup, TaskStatus
+
+from workqueue_core.errors import (
+    BudgetSpent,
+    InvalidInput,
+    LeaseLost,
+    NotClaimOwner,
+    StoreUnavailable,
+    UnknownWork,
+    WorkqueueError,
+)
+from workqueue_core.models import (
+    BUDGET_SPENT,
+    Agent,
+    ClaimToken,
+    Completion,
+    ExecutionRecord,
+    Failure,
+    WorkItem,
+)
+from workqueue_core.service import MAX_BATCH, MAX_RESULT_BYTES, IssuedAgent
+from workqueue_core.worker_handlers import (
+    Classifier,
+    Handler,
+    HandlerEntry,
+    Handlers,
+    Job,
+    Outcome,
+    PermanentError,
+    RetryableError,
+    Success,
+    clean_failure,
+    default_classify,
+)
+from workqueue_core.worker_reports import CompletionBatcher, ReportPolicy, call_with_retries
+
+__all__ = [
+    "SHUTDOWN",
+    "TIMEOUT",
+    "Handlers",
+    "Job",
+    "PermanentError",
+    "RetryableError",
+    "WorkSource",
+    "Worker",
+    "WorkerOptions",
+    "WorkerStats",
+    "heartbeat_period",
+    "run_until_signalled",
+]
+
+log = logging.getLogger("workqueue.worker")
+
+TIMEOUT = "Timeout"
+"""Reason of the retryable failure reported when an attempt outlives its timeout."""
+
+SHUTDOWN = "Shutdown"
+"""Reason of the retryable failure reported for attempts a stopping worker gives up."""
+
+HEARTBEAT_CONCURRENCY = 16
+"""Heartbeats a worker sends at once."""
+
+IDLE_HEARTBEAT_TICK = 1.0
+"""Longest sleep of the heartbeat loop (seconds)."""
+
+INVALID_RESULT = "InvalidResult"
+NO_HANDLER = "NoHandler"
+
+
+class WorkSource(Protocol):
+    """The broker as a worker sees it: the agent-side methods of ``BrokerService``."""
+
+    async def register_agent(
+        self,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+    ) -> IssuedAgent:
+        """Register an agent; its token is shown once."""
+        ...
+
+    async def claim_next(
+        self,
+        agent_id: UUID,
+        work_types: Sequence[str] | None = None,
+        limit: int = 1,
+        wait: float = 0.0,
+    ) -> list[WorkItem]:
+        """Claim up to ``limit`` items, waiting up to ``wait`` seconds for some."""
+        ...
+
+    async def heartbeat(
+        self, token: ClaimToken, agent_id: UUID, local_retries: int = 0
+    ) -> WorkItem:
+        """Extend a claim's lease; LeaseLost / WorkCancelled say stop."""
+        ...
+
+    async def complete(
+        self,
+        token: ClaimToken,
+        agent_id: UUID,
+        result: str | None = None,
+        local_retries: int = 0,
+    ) -> ExecutionRecord:
+        """Record success (idempotent per token)."""
+        ...
+
+    async def complete_many(
+        self, completions: Sequence[Completion]
+    ) -> list[ExecutionRecord | WorkqueueError]:
+        """Record several successes; each entry succeeds or fails on its own."""
+        ...
+
+    async def fail(
+        self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0
+    ) -> WorkItem | ExecutionRecord:
+        """Record a failed attempt; the broker decides retry or dead letter."""
+        ...
+
+    async def agent_heartbeat(self, agent_id: UUID) -> Agent:
+        """Record that the agent is alive."""
+        ...
+
+
+def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not value > 0:
+        raise InvalidInput(f"{attribute.name} must be positive, got {value!r}")
+
+
+def _positive_or_none(
+    _: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None and (isinstance(value, bool) or not value > 0):
+        raise InvalidInput(f"{attribute.name} must be positive or None, got {value!r}")
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not value >= 0:
+        raise InvalidInput(f"{attribute.name} must not be negative, got {value!r}")
+
+
+def _count(limit: int) -> Callable[[object, attrs.Attribute[int], int], None]:
+    def check(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise InvalidInput(f"{attribute.name} must be an integer in 1..{limit}, got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class WorkerOptions:
+    """How a worker runs. Durations are seconds.
+
+    ``concurrency``: handlers running at once (claims held at once).
+    ``batch``: most items one claim asks for (also bounded by free slots).
+    ``claim_wait``: long-poll of each claim (0..30); a stop waits for it to return.
+    ``heartbeat_interval``: cap on the heartbeat period; the period is at most a
+    third of each item's lease in any case.
+    ``default_timeout``: per-attempt bound for handlers registered without one.
+    ``grace_period``: how long ``stop()`` lets running handlers finish.
+    ``agent_heartbeat_interval``: how often the agent itself is touched.
+    ``error_backoff``: longest pause between claims while the source is unavailable.
+    """
+
+    concurrency: int = attrs.field(default=10, validator=_count(10_000))
+    batch: int = attrs.field(default=10, validator=_count(MAX_BATCH))
+    claim_wait: float = attrs.field(default=2.0, validator=_non_negative)
+    heartbeat_interval: float | None = attrs.field(default=None, validator=_positive_or_none)
+    default_timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
+    grace_period: float = attrs.field(default=30.0, validator=_non_negative)
+    agent_heartbeat_interval: float = attrs.field(default=30.0, validator=_positive)
+    error_backoff: float = attrs.field(default=5.0, validator=_positive)
+    report: ReportPolicy = attrs.field(factory=ReportPolicy)
+
+    def __attrs_post_init__(self) -> None:
+        if self.claim_wait > 30:
+            raise InvalidInput(f"claim_wait must be in 0..30 seconds, got {self.claim_wait}")
+
+
+@attrs.define
+class WorkerStats:
+    """What a worker has done so far (counts of attempts by how they ended)."""
+
+    claimed: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    failed: int = 0
+    timeouts: int = 0
+    lease_lost: int = 0
+    released: int = 0
+    report_errors: int = 0
+
+
+@attrs.define
+class _Run:
+    """One claimed attempt in flight, and when its next heartbeat is due (anyio time)."""
+
+    item: WorkItem
+    job: Job
+    period: float
+    due: float
+    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
+    lost: WorkqueueError | None = None
+    stop_failure: Failure | None = None
+    reported: bool = False
+    beating: bool = False
+
+    def lose(self, error: WorkqueueError) -> None:
+        """The broker no longer holds this claim for us: stop the handler, report nothing."""
+        self.lost = error
+        self.scope.cancel()
+
+    def stop(self, failure: Failure) -> None:
+        """Stop the handler and report ``failure`` for the attempt."""
+        if self.stop_failure is None:
+            self.stop_failure = failure
+        self.scope.cancel()
+
+
+class Worker:
+    """Claims work of its handlers' types from a ``WorkSource`` and runs it."""
+
+    def __init__(
+        self,
+        source: WorkSource,
+        *,
+        name: str,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        agent_id: UUID | None = None,
+        handlers: Handlers | None = None,
+        classify: Classifier = default_classify,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.labels = dict(labels or {})
+        self.annotations = dict(annotations or {})
+        self.handlers = handlers if handlers is not None else Handlers()
+        self.classify = classify
+        self.options = options or WorkerOptions()
+        self.stats = WorkerStats()
+        self._agent_id = agent_id
+        self._batcher = CompletionBatcher(source, self.options.report)
+        self._running: dict[ClaimToken, _Run] = {}  # by token: a re-claim is a new run
+        self._stopping = False
+        self._started = False
+        self._claiming = False
+        self._grace_over = False
+        self._beat_wake: anyio.Event | None = None
+        self._beat_wake_at = math.inf
+        self._changed: anyio.Event | None = None
+
+    # --- handlers --------------------------------------------------------------------
+
+    def handler(
+        self, work_type: str, *, timeout: float | None = None
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: run the decorated coroutine function for items of ``work_type``."""
+        return self.handlers.handler(work_type, timeout=timeout)
+
+    def register(self, work_type: str, fn: Handler, *, timeout: float | None = None) -> None:
+        """Run ``fn`` for items of ``work_type``."""
+        self.handlers.register(work_type, fn, timeout=timeout)
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def agent_id(self) -> UUID | None:
+        """The agent this worker claims as (known once ``run`` has registered it)."""
+        return self._agent_id
+
+    @property
+    def running(self) -> int:
+        """Attempts in flight (claimed and not yet reported)."""
+        return len(self._running)
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop()`` was called."""
+        return self._stopping
+
+    def stop(self) -> None:
+        """Stop gracefully: no new claims; running handlers get the grace period."""
+        self._stopping = True
+        self._notify()
+
+    # --- running ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[UUID] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Register (if needed), then claim and run work until ``stop()`` or cancellation.
+
+        With ``task_group.start(worker.run)`` the agent id is returned once the
+        worker is registered and claiming.
+        """
+        if self._started:
+            raise RuntimeError("a Worker runs once; create a new one")
+        if not self.handlers:
+            raise InvalidInput("register at least one handler before running the worker")
+        self._started = True
+        self._changed = anyio.Event()
+        agent_id = await self._ensure_agent()
+        work_types = self.handlers.work_types
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._agent_loop, agent_id)
+            tg.start_soon(self._heartbeat_loop, agent_id)
+            self._claiming = True
+            tg.start_soon(self._claim_loop, tg, agent_id, work_types)
+            task_status.started(agent_id)
+            await self._wait_until(lambda: self._stopping)
+            with anyio.move_on_after(self.options.grace_period):
+                await self._wait_until(self._drained)
+            self._grace_over = True
+            for run in list(self._running.values()):
+                run.stop(_shutdown())
+            await self._wait_until(self._drained)
+            tg.cancel_scope.cancel()
+
+    async def _ensure_agent(self) -> UUID:
+        if self._agent_id is None:
+            issued = await self.source.register_agent(self.name, self.labels, self.annotations)
+            self._agent_id = issued.agent.id
+            log.info("worker %s registered as agent %s", self.name, self._agent_id)
+        return self._agent_id
+
+    def _drained(self) -> bool:
+        return not self._claiming and not self._running
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def _wait_until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            assert self._changed is not None
+            await self._changed.wait()
+
+    async def _agent_loop(self, agent_id: UUID) -> None:
+        while True:
+            try:
+                with anyio.move_on_after(self.options.report.call_timeout):
+                    await self.source.agent_heartbeat(agent_id)
+            except Exception as error:
+                log.warning("agent heartbeat of %s failed: %s", agent_id, error)
+            await anyio.sleep(self.options.agent_heartbeat_interval)
+
+    async def _claim_loop(self, tg: TaskGroup, agent_id: UUID, work_types: list[str]) -> None:
+        options = self.options
+        pause = 0.0
+        try:
+            while not self._stopping:
+                free = options.concurrency - len(self._running)
+                if free <= 0:
+                    await self._wait_until(
+                        lambda: self._stopping or len(self._running) < options.concurrency
+                    )
+                    continue
+                try:
+                    items = await self.source.claim_next(
+                        agent_id, work_types, min(free, options.batch), options.claim_wait
+                    )
+                except (StoreUnavailable, OSError) as error:
+                    pause = min(options.error_backoff, max(0.05, pause * 2))
+                    log.warning("claiming failed (%s); retrying in %.2f s", error, pause)
+                    with anyio.move_on_after(pause):
+                        await self._wait_until(lambda: self._stopping)
+                    continue
+                pause = 0.0
+                for item in items:
+                    self._start(tg, item, agent_id)
+        finally:
+            self._claiming = False
+            self._notify()
+
+    def _start(self, tg: TaskGroup, item: WorkItem, agent_id: UUID) -> None:
+        period = heartbeat_period(item.claim_timeout, self.options.heartbeat_interval)
+        due = anyio.current_time() + period
+        run = _Run(item, Job(item), period, due)
+        self._wake_heartbeats_by(due)
+        if self._grace_over:
+            run.stop(_shutdown())
+        self._running[item.token] = run
+        self.stats.claimed += 1
+        tg.start_soon(self._execute, run, agent_id, name=f"work {item.work_type} {item.id}")
+
+    async def _execute(self, run: _Run, agent_id: UUID) -> None:
+        try:
+            outcome = await self._attempt(run)
+            if outcome is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._report(run, agent_id, outcome)
+        except anyio.get_cancelled_exc_class():
+            if run.lost is None and not run.reported:
+                with anyio.CancelScope(shield=True):
+                    failure = Failure.retryable(SHUTDOWN, "the worker was cancelled")
+                    await self._report(run, agent_id, failure)
+            raise
+        finally:
+            del self._running[run.item.token]
+            self._notify()
+
+    async def _attempt(self, run: _Run) -> Outcome | None:
+        """Run the handler in the claim's cancel scope; None when the claim was lost."""
+        entry = self.handlers.get(run.item.work_type)
+        if entry is None:
+            return Failure.permanent(NO_HANDLER, f"no handler for {run.item.work_type!r}")
+        outcome: Outcome | None = None
+        with run.scope:
+            outcome = await self._invoke(run.job, entry)
+        if run.lost is not None:
+            self.stats.lease_lost += 1
+            log.info("claim on %s lost (%s); the handler was cancelled", run.item.id, run.lost)
+            return None
+        if outcome is None:
+            assert run.stop_failure is not None
+            return run.stop_failure
+        return outcome
+
+    async def _invoke(self, job: Job, entry: HandlerEntry) -> Outcome:
+        timeout = entry.timeout if entry.timeout is not None else self.options.default_timeout
+        try:
+            if timeout is None:
+                return _checked_result(await entry.fn(job))
+            with anyio.move_on_after(timeout):
+                return _checked_result(await entry.fn(job))
+            self.stats.timeouts += 1
+            return Failure.retryable(TIMEOUT, f"the attempt took longer than {timeout} s")
+        except (PermanentError, RetryableError) as error:
+            return error.failure
+        except Exception as error:
+            try:
+                failure: object = self.classify(error)
+            except Exception:
+                log.exception("the classify hook failed; treating the error as retryable")
+                return default_classify(error)
+            if not isinstance(failure, Failure):
+                log.error("the classify hook returned %r, not a Failure", failure)
+                return default_classify(error)
+            return clean_failure(failure)
+
+    async def _heartbeat_loop(self, agent_id: UUID) -> None:
+        """Heartbeat every claim in flight when it is due (at most a third of its lease).
+
+        One loop serves every claim: it sleeps until the earliest due heartbeat,
+        then sends those due (or due within a tenth of their period) concurrently.
+        """
+        limiter = anyio.CapacityLimiter(HEARTBEAT_CONCURRENCY)
+        async with anyio.create_task_group() as beats:
+            while True:
+                now = anyio.current_time()
+                earliest = now + IDLE_HEARTBEAT_TICK
+                for run in list(self._running.values()):
+                    if run.beating:
+                        continue
+                    if run.due <= now + run.period / 10:
+                        run.beating = True
+                        beats.start_soon(self._beat, run, agent_id, limiter)
+                    else:
+                        earliest = min(earliest, run.due)
+                self._beat_wake = anyio.Event()
+                self._beat_wake_at = earliest
+                with anyio.move_on_after(max(0.0, earliest - now)):
+                    await self._beat_wake.wait()
+
+    async def _beat(self, run: _Run, agent_id: UUID, limiter: anyio.CapacityLimiter) -> None:
+        try:
+            async with limiter:
+                if run.reported or run.scope.cancel_called:
+                    return
+                with anyio.move_on_after(self.options.report.call_timeout):
+                    await self.source.heartbeat(run.item.token, agent_id, run.job.local_retries)
+        except (LeaseLost, NotClaimOwner, UnknownWork) as error:
+            if not run.reported:
+                run.lose(error)
+        except BudgetSpent as error:
+            run.stop(Failure.retryable(BUDGET_SPENT, str(error)))
+        except Exception as error:
+            log.warning("heartbeat of %s failed: %s", run.item.id, error)
+        finally:
+            run.beating = False
+            run.due = anyio.current_time() + run.period
+            self._wake_heartbeats_by(run.due)
+
+    def _wake_heartbeats_by(self, due: float) -> None:
+        if due < self._beat_wake_at and self._beat_wake is not None:
+            self._beat_wake.set()
+
+    async def _report(self, run: _Run, agent_id: UUID, outcome: Outcome) -> None:
+        if run.reported:
+            return
+        run.reported = True
+        token = run.item.token
+        local = run.job.local_retries
+        if isinstance(outcome, Success):
+            answer = await self._batcher.complete(
+                Completion(token, agent_id, outcome.result, local)
+            )
+            if isinstance(answer, ExecutionRecord):
+                self.stats.succeeded += 1
+                return
+            if not isinstance(answer, InvalidInput):
+                self._report_refused(run, answer)
+                return
+            # the broker refused the result itself: the attempt fails instead of staying claimed
+            outcome = Failure.permanent(INVALID_RESULT, str(answer))
+        failure = clean_failure(outcome)
+        if failure.reason == SHUTDOWN:
+            self.stats.released += 1
+        source = self.source
+        try:
+            state = await call_with_retries(
+                lambda: source.fail(token, agent_id, failure, local), self.options.report
+            )
+        except WorkqueueError as error:
+            self._report_refused(run, error)
+            return
+        except Exception as error:
+            log.exception("reporting the failure of %s failed", run.item.id)
+            self._report_refused(run, StoreUnavailable(str(error)))
+            return
+        if isinstance(state, ExecutionRecord):
+            self.stats.failed += 1
+        else:
+            self.stats.retried += 1
+
+    def _report_refused(self, run: _Run, error: WorkqueueError) -> None:
+        if isinstance(error, LeaseLost):
+            self.stats.lease_lost += 1
+            log.info("report on %s refused: %s; the broker's state stands", run.item.id, error)
+        else:
+            self.stats.report_errors += 1
+            log.warning("report on %s failed: %s", run.item.id, error)
+
+
+def heartbeat_period(claim_timeout: timedelta, cap: float | None = None) -> float:
+    """Seconds between heartbeats of a claim: a third of its lease, or ``cap`` if shorter."""
+    third = claim_timeout.total_seconds() / 3
+    return third if cap is None else min(cap, third)
+
+
+def _shutdown() -> Failure:
+    return Failure.retryable(SHUTDOWN, "the worker stopped before the attempt ended")
+
+
+def _checked_result(result: object) -> Outcome:
+    if result is None or result == "":
+        return Success(None)
+    if not isinstance(result, str):
+        message = f"a handler must return str or None, not {type(result).__name__}"
+        return Failure.permanent(INVALID_RESULT, message)
+    if "\x00" in result:
+        return Failure.permanent(INVALID_RESULT, "the result contains NUL characters")
+    try:
+        size = len(result.encode("utf-8"))
+    except UnicodeEncodeError:
+        return Failure.permanent(INVALID_RESULT, "the result is not valid Unicode text")
+    if size > MAX_RESULT_BYTES:
+        return Failure.permanent(
+            INVALID_RESULT, f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+        )
+    return Success(result)
+
+
+async def run_until_signalled(
+    worker: Worker,
+    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+    *,
+    task_status: TaskStatus[UUID] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``worker`` in a process: the first signal stops it gracefully, a second at once.
+
+    For the entrypoint of a worker process (it installs signal handlers, so it
+    must run in the main thread). With ``task_group.start`` it returns the agent
+    id once the signal handlers are in place and the worker is claiming.
+    """
+    async with anyio.create_task_group() as tg:
+
+        async def watch(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            with anyio.open_signal_receiver(*signals) as received:
+                task_status.started()
+                async for signum in received:
+                    if worker.stopping:
+                        log.warning("signal %s again: stopping at once", signum)
+                        tg.cancel_scope.cancel()
+                        return
+                    log.info("signal %s: stopping gracefully", signum)
+                    worker.stop()
+
+        async def run(*, task_status: TaskStatus[UUID] = anyio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await worker.run(task_status=task_status)
+            finally:
+                tg.cancel_scope.cancel()
+
+        await tg.start(watch)
+        agent_id = await tg.start(run)
+        task_status.started(agent_id)
