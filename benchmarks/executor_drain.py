@@ -1,0 +1,147 @@
+"""The in-process executor draining no-op work on PostgreSQL: jobs per second.
+
+``drain_with_worker(dsn, schema, n, concurrency, batch)`` prefills ``n`` no-op
+items into a fresh schema, then times ``Worker``s running a real (no-op) handler
+for each: claims of up to ``batch`` items sized by free slots, a heartbeat task
+per claim (armed at a third of the lease), the per-attempt timeout scope, and
+completions batched by ``complete_many``. The shape matches the pgqueuer anchor:
+``concurrency`` is the number of claimers (one ``Worker`` each, as pgqueuer runs
+one QueueManager per claimer) and each worker runs up to ``2 * batch`` handlers
+at once (pgqueuer's ``max_concurrent_tasks=2*batch``).
+
+The clock starts when the workers start and stops when the last completion is
+recorded; the schema is dropped afterwards.
+
+    python -m benchmarks.executor_drain [--dsn DSN] [-n 20000] [--claimers 2] [--batch 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+import uuid
+from datetime import UTC, datetime
+
+import anyio
+
+from workqueue_core.models import Targeting, WorkItem, WorkStatus
+from workqueue_core.service import BrokerService
+from workqueue_core.worker import Job, Worker, WorkerOptions
+
+WORK_TYPE = "noop"
+SUBMIT_BATCH = 1000
+DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
+
+
+class SystemClock:
+    """The wall clock (a benchmark is an entrypoint: it may read it)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+async def _prefill(store: object, n: int) -> None:
+    from workqueue_postgres import PostgresStore
+
+    assert isinstance(store, PostgresStore)
+    clock = SystemClock()
+    items = [
+        WorkItem(
+            id=uuid.uuid4(),
+            work_type=WORK_TYPE,
+            spec="{}",
+            targeting=Targeting.everyone(),
+            created_at=clock.now(),
+        )
+        for _ in range(n)
+    ]
+    submit_many = getattr(store, "submit_many", None)
+    for first in range(0, n, SUBMIT_BATCH):
+        chunk = items[first : first + SUBMIT_BATCH]
+        if submit_many is not None:
+            await submit_many(chunk, "bench", clock.now())
+        else:
+            for item in chunk:
+                await store.submit(item, "bench", clock.now())
+
+
+async def _noop(job: Job) -> None:
+    return None
+
+
+async def drain_with_worker(dsn: str, schema: str, n: int, concurrency: int, batch: int) -> float:
+    """Jobs per second for ``concurrency`` workers (claimers) draining ``n`` no-op items."""
+    import psycopg
+    from psycopg import sql
+
+    from workqueue_postgres import PostgresStore
+
+    store = await PostgresStore.open(
+        dsn,
+        schema=schema,
+        min_size=1,
+        max_size=max(4, 2 * concurrency + 2),
+        random_source=random.random,
+    )
+    try:
+        await _prefill(store, n)
+        broker = BrokerService(
+            store,
+            SystemClock(),
+            uuid.uuid4,
+            lambda: uuid.uuid4().hex,
+            notifier=store.notifier,
+            poll_interval=0.05,
+        )
+        options = WorkerOptions(concurrency=2 * batch, batch=batch, claim_wait=0.2)
+        workers = [
+            Worker(broker, name=f"bench-worker-{i}-{uuid.uuid4().hex[:8]}", options=options)
+            for i in range(concurrency)
+        ]
+        for worker in workers:
+            worker.register(WORK_TYPE, _noop)
+        async with anyio.create_task_group() as tg:
+            started = time.perf_counter()
+            for worker in workers:
+                tg.start_soon(worker.run)
+            while sum(w.stats.succeeded for w in workers) < n:
+                await anyio.sleep(0.002)
+            seconds = time.perf_counter() - started
+            for worker in workers:
+                worker.stop()
+        failed = [w.stats for w in workers if w.stats.report_errors or w.stats.lease_lost]
+        if failed:
+            raise RuntimeError(f"workers reported errors: {failed}")
+        logged = await store.stats()
+        succeeded = logged.total(WorkStatus.SUCCEEDED)
+        if succeeded != n or logged.total() != n:
+            raise RuntimeError(
+                f"the log holds {succeeded} succeeded of {n} (total {logged.total()})"
+            )
+        return n / seconds
+    finally:
+        await store.close()
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+            await conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="in-process executor drain on PostgreSQL")
+    parser.add_argument("--dsn", default=DEFAULT_DSN)
+    parser.add_argument("--schema", default=f"bench_executor_{uuid.uuid4().hex[:8]}")
+    parser.add_argument("-n", "--jobs", type=int, default=20_000)
+    parser.add_argument("--claimers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=100)
+    args = parser.parse_args()
+    rate = anyio.run(drain_with_worker, args.dsn, args.schema, args.jobs, args.claimers, args.batch)
+    print(
+        f"executor: {args.jobs} no-op jobs, {args.claimers} workers x {2 * args.batch} slots, "
+        f"batch {args.batch}: {rate:,.0f} jobs/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

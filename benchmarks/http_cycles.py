@@ -1,0 +1,553 @@
+"""HTTP claim+complete cycles per second through a real broker process.
+
+``python -m benchmarks.http_cycles [--store sqlite|postgresql|both] [--items N]
+[--clients 8] [--batch B] [--quick]``
+
+For each store a broker is started as its own process (``python -m workqueue_cli
+broker``: real uvicorn on a free loopback port) on a fresh database: a temporary
+SQLite file, or a temporary schema on PostgreSQL (dropped afterwards). Then, in
+this process:
+
+1. ``--clients`` agents are registered; each client keeps its own agent token
+   and one ``BrokerClient`` (one keep-alive ``httpx.AsyncClient``).
+2. ``--items`` no-op items are submitted by the admin, ``--submitters`` requests
+   in flight (not timed: the API has no batch submit).
+3. Timed: every client loops ``claim_next(limit=B)`` → ``complete_many`` of the
+   whole claimed batch (one request) until a claim comes back empty.
+4. The execution log must hold exactly the submitted ids, each SUCCEEDED once,
+   and the queue must be empty.
+
+A *cycle* is one item claimed and completed: cycles/s = items / drain seconds.
+Claim latency is the client-side duration of each non-empty ``claim_next`` call
+(request, broker, store, response decoding). The clients run on plain asyncio
+(no uvloop) in this process; on a 2-core machine they, the broker and PostgreSQL
+compete for the CPU, which the report shows as CPU seconds per process.
+``--py-spy DIR`` samples the broker with py-spy during the drain (py-spy must be
+installed) and writes a collapsed-stack file per store for a flame graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+import httpx
+import psycopg
+
+from benchmarks._env import machine, versions
+from benchmarks._stats import percentile, rate
+from workqueue_core.errors import WorkqueueError
+from workqueue_core.models import Completion, Targeting
+from workqueue_core.service import SubmitRequest
+from workqueue_http.client import BrokerClient
+
+DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
+STORES = ("sqlite", "postgresql")
+WORK_TYPE = "bench-noop"
+START_TIMEOUT = 60.0
+FULL_ITEMS = 20_000
+QUICK_ITEMS = 2_000
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@attrs.frozen
+class Options:
+    """One run's settings."""
+
+    stores: tuple[str, ...]
+    items: int
+    clients: int
+    batch: int
+    submitters: int
+    dsn: str
+    log_level: str
+    py_spy: Path | None
+    keep: bool
+
+
+@attrs.frozen
+class ClientStats:
+    """What one agent client did during the drain."""
+
+    claim_seconds: list[float]
+    complete_seconds: list[float]
+    claimed: int
+    completed: int
+    errors: int
+    finished_at: float
+
+
+@attrs.frozen
+class CycleResult:
+    """One store's drain: throughput, latencies, CPU and the log check."""
+
+    store: str
+    items: int
+    clients: int
+    batch: int
+    submit_seconds: float
+    drain_seconds: float
+    claim_p50_ms: float
+    claim_p99_ms: float
+    complete_p50_ms: float
+    complete_p99_ms: float
+    claim_requests: int
+    mean_claimed: float
+    errors: int
+    broker_cpu_seconds: float
+    client_cpu_seconds: float
+    postgres_cpu_seconds: float | None
+    machine_cpu_seconds: float
+    machine_busy: float
+    verified: bool
+    problem: str | None = None
+
+    @property
+    def cycles_per_second(self) -> float:
+        """Items claimed and completed per second of drain."""
+        return rate(self.items, self.drain_seconds) if self.verified else float("nan")
+
+
+# --- the broker process --------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@attrs.define
+class Broker:
+    """A running broker process and how to reach it."""
+
+    url: str
+    admin_token: str = attrs.field(repr=False)
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the broker process so far."""
+        return process_cpu(self.process.pid)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the broker exited:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the broker was not ready in {START_TIMEOUT}s")
+
+
+@contextmanager
+def running_broker(database_url: str, workdir: Path, log_level: str) -> Iterator[Broker]:
+    """``python -m workqueue_cli broker`` on a free port; SIGTERM on exit."""
+    port = free_port()
+    token = "wqadmin_bench_" + secrets.token_urlsafe(24)
+    env = dict(os.environ)
+    env.update(
+        {
+            "WORKQUEUE_HOST": "127.0.0.1",
+            "WORKQUEUE_PORT": str(port),
+            "WORKQUEUE_DATABASE_URL": database_url,
+            "WORKQUEUE_ADMIN_TOKENS": token,
+            "WORKQUEUE_LOG_FORMAT": "json",
+            "WORKQUEUE_LOG_LEVEL": log_level,
+            "WORKQUEUE_SHUTDOWN_TIMEOUT": "2s",
+        }
+    )
+    log_path = workdir / "broker.log"
+    log: IO[bytes] = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workqueue_cli", "broker"],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, log_path)
+        yield Broker(url, token, process, log_path)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@contextmanager
+def database_url(store: str, workdir: Path, dsn: str, keep: bool) -> Iterator[str]:
+    """A fresh database for ``store``: a SQLite file, or a PostgreSQL schema dropped after."""
+    if store == "sqlite":
+        yield f"sqlite:///{workdir / 'workqueue.db'}"
+        return
+    schema = f"wq_http_bench_{uuid.uuid4().hex[:10]}"
+    separator = "&" if "?" in dsn else "?"
+    try:
+        # application_name (passed on to libpq) finds the broker's backends for their CPU time
+        yield f"{dsn}{separator}schema={schema}&application_name={schema}"
+    finally:
+        if not keep:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+# --- CPU accounting --------------------------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (0 when it is gone or unreadable)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def backend_pids(dsn: str, application_name: str) -> set[int]:
+    """The PostgreSQL backends (same machine) of the broker's connections."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        ).fetchall()
+    return {int(row[0]) for row in rows}
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])
+    return total - idle, total
+
+
+def _client_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the load --------------------------------------------------------------------------
+
+
+async def register_agents(broker: Broker, count: int) -> list[tuple[uuid.UUID, str]]:
+    """``count`` agents: their ids and tokens."""
+    async with BrokerClient(broker.url, broker.admin_token) as admin:
+        issued = [
+            await admin.register_agent(f"bench-agent-{i}", labels={"pool": "bench"})
+            for i in range(count)
+        ]
+    return [(i.agent.id, i.token) for i in issued]
+
+
+async def prefill(broker: Broker, items: int, submitters: int) -> tuple[set[uuid.UUID], float]:
+    """Submit ``items`` no-op items with ``submitters`` requests in flight; ids and seconds."""
+    request = SubmitRequest(
+        work_type=WORK_TYPE,
+        spec="{}",
+        targeting=Targeting.labels("pool=bench"),
+        claim_timeout=timedelta(minutes=10),
+    )
+    ids: set[uuid.UUID] = set()
+    remaining = iter(range(items))
+    started = time.perf_counter()
+    limits = httpx.Limits(max_connections=submitters, max_keepalive_connections=submitters)
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    async with BrokerClient(broker.url, broker.admin_token, transport=transport) as admin:
+
+        async def submitter() -> None:
+            for _ in remaining:
+                result = await admin.submit(request)
+                ids.add(result.item.id)
+
+        await asyncio.gather(*(submitter() for _ in range(submitters)))
+    return ids, time.perf_counter() - started
+
+
+async def agent_loop(
+    url: str, agent_id: uuid.UUID, token: str, batch: int, start: asyncio.Event
+) -> ClientStats:
+    """Claim up to ``batch``, complete them in one request, until a claim comes back empty."""
+    claim_seconds: list[float] = []
+    complete_seconds: list[float] = []
+    claimed = completed = errors = 0
+    async with BrokerClient(url, token, retries=0) as client:
+        await client.agent_heartbeat(agent_id)  # opens the keep-alive connection
+        await start.wait()
+        while True:
+            began = time.perf_counter()
+            items = await client.claim_next(agent_id, [WORK_TYPE], limit=batch)
+            claimed_at = time.perf_counter()
+            if not items:
+                break
+            claim_seconds.append(claimed_at - began)
+            claimed += len(items)
+            outcomes = await client.complete_many(
+                [Completion(item.token, agent_id, None) for item in items]
+            )
+            complete_seconds.append(time.perf_counter() - claimed_at)
+            for outcome in outcomes:
+                if isinstance(outcome, WorkqueueError):
+                    errors += 1
+                else:
+                    completed += 1
+    return ClientStats(
+        claim_seconds, complete_seconds, claimed, completed, errors, time.perf_counter()
+    )
+
+
+async def verify(broker: Broker, submitted: set[uuid.UUID]) -> str | None:
+    """None when the log holds exactly ``submitted``, each SUCCEEDED once, and nothing is queued."""
+    seen: list[str] = []
+    headers = {"Authorization": f"Bearer {broker.admin_token}"}
+    async with httpx.AsyncClient(base_url=f"{broker.url}/api/v1", headers=headers) as http:
+        params: dict[str, Any] = {"work_type": WORK_TYPE, "limit": 1000}
+        while True:
+            page = (await http.get("/work-log", params=params)).raise_for_status().json()
+            for record in page["records"]:
+                item = record["item"]
+                if item["status"] != "SUCCEEDED":
+                    return f"record {item['id']} is {item['status']}"
+                seen.append(item["id"])
+            if page["next_cursor"] is None:
+                break
+            params["after"] = page["next_cursor"]
+        queued = (await http.get("/work", params={"limit": 10})).raise_for_status().json()
+    if queued["items"]:
+        return f"{len(queued['items'])}+ items still queued"
+    if len(seen) != len(set(seen)):
+        return f"{len(seen) - len(set(seen))} duplicate log records"
+    found = {uuid.UUID(i) for i in seen}
+    if found != submitted:
+        return f"log has {len(found)} ids, {len(found & submitted)} of {len(submitted)} submitted"
+    return None
+
+
+@contextmanager
+def py_spy(pid: int, output: Path | None) -> Iterator[None]:
+    """Sample ``pid`` with py-spy (collapsed stacks to ``output``) while the block runs."""
+    if output is None:
+        yield
+        return
+    executable = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    command = [executable, "record", "--pid", str(pid), "--format", "raw", "--rate", "200"]
+    recorder = subprocess.Popen(
+        [*command, "--nonblocking", "--output", str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(0.5)  # let it attach
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        _, err = recorder.communicate(timeout=60)
+        if recorder.returncode not in (0, -signal.SIGINT):
+            print(f"py-spy: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
+
+
+async def run_store(store: str, options: Options) -> CycleResult:
+    """Start a broker on a fresh ``store`` database, prefill, drain, verify."""
+    with tempfile.TemporaryDirectory(prefix=f"wq-http-bench-{store}-") as tmp:
+        workdir = Path(tmp)
+        with (
+            database_url(store, workdir, options.dsn, options.keep) as url,
+            running_broker(url, workdir, options.log_level) as broker,
+        ):
+            agents = await register_agents(broker, options.clients)
+            submitted, submit_seconds = await prefill(broker, options.items, options.submitters)
+            start = asyncio.Event()
+            tasks = [
+                asyncio.create_task(agent_loop(broker.url, agent_id, token, options.batch, start))
+                for agent_id, token in agents
+            ]
+            await asyncio.sleep(0.5)  # every client connected and waiting
+            profile = options.py_spy / f"broker-{store}.txt" if options.py_spy else None
+            app_name = url.rsplit("application_name=", 1)[-1] if store == "postgresql" else ""
+            backends = backend_pids(options.dsn, app_name) if app_name else set()
+            backend_cpu = {pid: process_cpu(pid) for pid in backends}
+            with py_spy(broker.process.pid, profile):
+                broker_cpu = broker.cpu_seconds()
+                client_cpu = _client_cpu()
+                busy, total = _machine_ticks()
+                began = time.perf_counter()
+                start.set()
+                stats = await asyncio.gather(*tasks)
+                ended = max(s.finished_at for s in stats)
+                busy_after, total_after = _machine_ticks()
+                broker_cpu = broker.cpu_seconds() - broker_cpu
+                client_cpu = _client_cpu() - client_cpu
+                if app_name:
+                    backends |= backend_pids(options.dsn, app_name)
+                postgres_cpu = sum(process_cpu(p) - backend_cpu.get(p, 0.0) for p in backends)
+            problem = await verify(broker, submitted)
+    claims = [s for c in stats for s in c.claim_seconds]
+    completes = [s for c in stats for s in c.complete_seconds]
+    errors = sum(c.errors for c in stats)
+    if problem is None and errors:
+        problem = f"{errors} completions refused"
+    return CycleResult(
+        store=store,
+        items=options.items,
+        clients=options.clients,
+        batch=options.batch,
+        submit_seconds=submit_seconds,
+        drain_seconds=ended - began,
+        claim_p50_ms=percentile(claims, 50) * 1000,
+        claim_p99_ms=percentile(claims, 99) * 1000,
+        complete_p50_ms=percentile(completes, 50) * 1000,
+        complete_p99_ms=percentile(completes, 99) * 1000,
+        claim_requests=len(claims),
+        mean_claimed=sum(c.claimed for c in stats) / len(claims) if claims else 0.0,
+        errors=errors,
+        broker_cpu_seconds=broker_cpu,
+        client_cpu_seconds=client_cpu,
+        postgres_cpu_seconds=postgres_cpu if app_name else None,
+        machine_cpu_seconds=(busy_after - busy) / TICKS,
+        machine_busy=(busy_after - busy) / max(1, total_after - total),
+        verified=problem is None,
+        problem=problem,
+    )
+
+
+# --- report ----------------------------------------------------------------------------
+
+
+def markdown(results: Sequence[CycleResult]) -> str:
+    """The results as a Markdown table, with the CPU split below."""
+    lines = [
+        "| store | items | clients | batch | drain s | cycles/s | claim p50 ms | claim p99 ms "
+        "| complete p50 ms | complete p99 ms | items/claim | verified |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        verified = "yes" if r.verified else f"NO: {r.problem}"
+        lines.append(
+            f"| {r.store} | {r.items:,} | {r.clients} | {r.batch} | {r.drain_seconds:.2f} "
+            f"| {r.cycles_per_second:,.0f} | {r.claim_p50_ms:.1f} | {r.claim_p99_ms:.1f} "
+            f"| {r.complete_p50_ms:.1f} | {r.complete_p99_ms:.1f} | {r.mean_claimed:.1f} "
+            f"| {verified} |"
+        )
+    lines += [
+        "",
+        "CPU seconds during the drain (machine: all cores, every process, other users too):",
+        "",
+        "| store | submit/s (untimed) | broker | clients | PostgreSQL backends "
+        "| rest of machine | machine busy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        pg = r.postgres_cpu_seconds or 0.0
+        rest = r.machine_cpu_seconds - r.broker_cpu_seconds - r.client_cpu_seconds - pg
+        lines.append(
+            f"| {r.store} | {rate(r.items, r.submit_seconds):,.0f} "
+            f"| {r.broker_cpu_seconds:.2f} | {r.client_cpu_seconds:.2f} "
+            f"| {'-' if r.postgres_cpu_seconds is None else f'{pg:.2f}'} | {rest:.2f} "
+            f"| {r.machine_busy:.0%} |"
+        )
+    return "\n".join(lines)
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.http_cycles",
+        description="HTTP claim+complete cycles/s through a real broker process.",
+    )
+    parser.add_argument("--store", choices=(*STORES, "both"), default="both")
+    parser.add_argument(
+        "--items", type=int, help=f"items per store ({FULL_ITEMS:,}; quick {QUICK_ITEMS:,})"
+    )
+    parser.add_argument("--clients", type=int, default=8, help="concurrent agent clients (8)")
+    parser.add_argument("--batch", type=int, default=50, help="claim limit per request (50)")
+    parser.add_argument("--submitters", type=int, default=16, help="prefill requests in flight")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ITEMS:,} items: a smoke run")
+    parser.add_argument("--dsn", default=os.environ.get("WORKQUEUE_BENCH_PG", DEFAULT_DSN))
+    parser.add_argument("--log-level", default="info", help="the broker's log level (info)")
+    parser.add_argument("--py-spy", type=Path, help="sample the broker into DIR/broker-STORE.txt")
+    parser.add_argument("--keep-db", action="store_true", help="keep the PostgreSQL schema")
+    parser.add_argument("--output", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    if args.items is None:
+        args.items = QUICK_ITEMS if args.quick else FULL_ITEMS
+    for name in ("items", "clients", "submitters"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    if not 1 <= args.batch <= 1000:
+        parser.error("--batch must be in 1..1000 (the API's claim limit)")
+    return args
+
+
+async def run(options: Options) -> list[CycleResult]:
+    """Every requested store, one after the other."""
+    return [await run_store(store, options) for store in options.stores]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print the report; exit status 1 when a store's log check failed."""
+    args = _parse(argv)
+    options = Options(
+        stores=STORES if args.store == "both" else (args.store,),
+        items=args.items,
+        clients=args.clients,
+        batch=args.batch,
+        submitters=args.submitters,
+        dsn=args.dsn,
+        log_level=args.log_level,
+        py_spy=args.py_spy,
+        keep=args.keep_db,
+    )
+    env = machine()
+    print(
+        f"machine: {env['cpu']}, {env['cores']} cores, {env['memory']}, "
+        f"load {env['load_average']} at start; Python {env['python']}"
+    )
+    results = asyncio.run(run(options))
+    print()
+    print(markdown(results))
+    if args.output is not None:
+        report = {
+            "machine": env,
+            "versions": versions(),
+            "results": [
+                attrs.asdict(r) | {"cycles_per_second": r.cycles_per_second} for r in results
+            ],
+        }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2, default=str))
+    return 0 if all(r.verified for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
