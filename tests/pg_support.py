@@ -7,16 +7,17 @@ answers at ``PG_DSN`` (``WORKQUEUE_TEST_PG``; start the local one with
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from workqueue_postgres import PostgresStore
+from workqueue_postgres import PostgresStore, migrate
 
 PG_DSN = os.environ.get("WORKQUEUE_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
 
@@ -67,3 +68,80 @@ async def fresh_postgres_store(**kw: Any) -> AsyncIterator[PostgresStore]:
             yield store
         finally:
             await store.close()
+
+
+RESET_ORDER = (
+    "target_agents",
+    "work_queue",
+    "work_execution_log",
+    "work_events",
+    "idempotency_keys",
+    "agents",
+    "work_targets",
+)
+"""Every store table but ``schema_version``, children before the tables they reference."""
+
+IDENTITIES = (("work_events", "seq"), ("work_targets", "id"))
+
+
+def reset_statement(schema: str) -> bytes:
+    """One round trip that empties a migrated schema and restarts its identity columns.
+
+    ``DELETE`` rather than ``TRUNCATE``: on the few rows a test leaves, deleting costs
+    about a millisecond, while ``TRUNCATE`` swaps the files of every table and index
+    (some 15 ms, far more on a busy server).
+    """
+    s = sql.Identifier(schema)
+    parts = [sql.SQL("DELETE FROM {}.{}").format(s, sql.Identifier(t)) for t in RESET_ORDER]
+    parts += [
+        sql.SQL("ALTER TABLE {}.{} ALTER COLUMN {} RESTART").format(
+            s, sql.Identifier(table), sql.Identifier(column)
+        )
+        for table, column in IDENTITIES
+    ]
+    return sql.SQL("; ").join(parts).as_bytes(None)
+
+
+class ReusableSchema:
+    """One migrated schema for a whole test session, emptied before each use.
+
+    ``reset()`` empties it (one statement on a connection kept open for the purpose)
+    so each use starts from a fresh store, without paying for a migration each time.
+    """
+
+    def __init__(self, name: str, conn: psycopg.Connection[Any]) -> None:
+        self.name = name
+        self._conn = conn
+        self._reset = reset_statement(name)
+
+    def reset(self) -> None:
+        """Empty every table and restart identities; as if freshly migrated."""
+        self._conn.execute(self._reset)
+
+
+@contextmanager
+def reusable_schema() -> Iterator[ReusableSchema]:
+    """A migrated schema of its own for the session; dropped afterwards.
+
+    Fails when the schema has a table the reset does not know, so a new migration
+    cannot leave rows behind from one use to the next.
+    """
+    name = f"wq_test_{uuid.uuid4().hex[:16]}"
+    try:
+        conn = psycopg.connect(PG_DSN, autocommit=True)
+    except psycopg.OperationalError as error:
+        raise AssertionError(no_server_message(error)) from error
+    with conn:
+        try:
+            asyncio.run(migrate(PG_DSN, name))
+            tables = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = %s", (name,)
+                )
+            }
+            unknown = tables - {*RESET_ORDER, "schema_version"}
+            assert not unknown, f"pg_support.RESET_ORDER misses tables {sorted(unknown)}"
+            yield ReusableSchema(name, conn)
+        finally:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

@@ -7,7 +7,7 @@ whole, with its events, or not at all.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
@@ -151,6 +151,41 @@ class WorkStore(Protocol):
 
     async def events(self, work_id: UUID) -> list[Event]:
         """The item's timeline, oldest first."""
+        ...
+
+    async def callbacks_due(
+        self, now: datetime, limit: int = 100, lease: timedelta | None = None
+    ) -> list[ExecutionRecord]:
+        """Log records whose completion callback is due, by (finished_at, id).
+
+        Due: the record has a ``callback_url``, its delivery is neither done nor
+        abandoned, and its next attempt is at or before ``now``. A record enters the
+        log due at once (next attempt ``finished_at``); requeue takes it out, prune
+        deletes it. With ``lease`` the returned records' next attempt moves to
+        ``now + lease`` in the same step, so concurrent callers (two brokers on one
+        database) do not take them too, and a caller that dies mid-delivery leaves
+        them due again when the lease runs out.
+        """
+        ...
+
+    async def record_callback(
+        self,
+        work_id: UUID,
+        now: datetime,
+        *,
+        delivered: bool,
+        detail: str,
+        retry_at: datetime | None,
+    ) -> Event:
+        """Append a delivery attempt to the item's timeline and update its delivery state.
+
+        The event goes from the record's terminal status to the same status, by
+        actor ``callback``, with the record's attempt and executions. Delivered:
+        the delivery is done. Not delivered and ``retry_at`` None: abandoned.
+        Otherwise the next attempt is due at ``retry_at``. UnknownWork when the
+        item is nowhere; InvalidTransition when it is queued or its delivery is
+        not pending (no URL, done, or abandoned).
+        """
         ...
 
     async def stats(self) -> Stats:

@@ -8,12 +8,12 @@ store is compared with. It does no I/O and reads no clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import attrs
 
-from workqueue_core import transitions
+from workqueue_core import callbacks, transitions
 from workqueue_core.errors import (
     AgentExists,
     InvalidInput,
@@ -58,6 +58,8 @@ class QueueState:
         self._events: dict[UUID, list[Event]] = {}
         self._keys: dict[str, UUID] = {}
         self._agents: dict[UUID, Agent] = {}
+        self._callbacks: dict[UUID, datetime] = {}
+        """Log records whose callback delivery is pending: when the next attempt is due."""
         self._seq = 0
 
     def add_pending_listener(self, listener: Callable[[], None]) -> None:
@@ -100,8 +102,14 @@ class QueueState:
         if isinstance(state, ExecutionRecord):
             self._queue.pop(state.id, None)
             self._log[state.id] = state
+            due = callbacks.first_attempt(state)
+            if due is None:
+                self._callbacks.pop(state.id, None)
+            else:
+                self._callbacks[state.id] = due
         else:
             self._log.pop(state.id, None)
+            self._callbacks.pop(state.id, None)
             self._queue[state.id] = state
         if event is not None:
             self._append(event)
@@ -315,6 +323,7 @@ class QueueState:
         )[:limit]
         for record in old:
             del self._log[record.id]
+            self._callbacks.pop(record.id, None)
             self._events.pop(record.id, None)
             if record.item.idempotency_key is not None:
                 self._keys.pop(record.item.idempotency_key, None)
@@ -322,6 +331,41 @@ class QueueState:
 
     def events(self, work_id: UUID) -> list[Event]:
         return list(self._events.get(work_id, ()))
+
+    def callbacks_due(
+        self, now: datetime, limit: int = 100, lease: timedelta | None = None
+    ) -> list[ExecutionRecord]:
+        _check_limit(limit)
+        callbacks.check_lease(lease)
+        due = sorted(
+            (self._log[work_id] for work_id, at in self._callbacks.items() if at <= now),
+            key=lambda r: (r.finished_at, r.id),
+        )[:limit]
+        if lease is not None:
+            for record in due:
+                self._callbacks[record.id] = callbacks.leased_until(now, lease)
+        return due
+
+    def record_callback(
+        self,
+        work_id: UUID,
+        now: datetime,
+        *,
+        delivered: bool,
+        detail: str,
+        retry_at: datetime | None,
+    ) -> Event:
+        callbacks.check_retry_at(retry_at)
+        record = callbacks.check_callback(
+            work_id, self._queue.get(work_id), self._log.get(work_id), work_id in self._callbacks
+        )
+        following = callbacks.next_attempt(delivered, retry_at)
+        if following is None:
+            del self._callbacks[work_id]
+        else:
+            self._callbacks[work_id] = following
+        self._append(callbacks.callback_event(record, now, detail))
+        return self._events[work_id][-1]
 
     def stats(self) -> Stats:
         counts: dict[tuple[str, WorkStatus], int] = {}

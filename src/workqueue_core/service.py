@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import anyio
@@ -62,6 +63,7 @@ MAX_RESULT_BYTES = 65_536
 MAX_ANNOTATIONS = 64
 MAX_ANNOTATION_KEY_CHARS = 253
 MAX_ANNOTATION_VALUE_BYTES = 4096
+MAX_CALLBACK_URL_CHARS = 2048
 
 
 def _utf8_size(name: str, value: str) -> int:
@@ -155,6 +157,31 @@ def _check_work_types(work_types: Sequence[str] | None) -> list[str] | None:
     return list(work_types)
 
 
+def check_callback_url(url: str) -> None:
+    """An absolute http(s) URL with a host, in printable ASCII, without a fragment.
+
+    Anything else (other schemes, relative URLs, spaces or control characters that
+    could split a request line, a bad port) is refused with ``InvalidInput``.
+    """
+    if not isinstance(url, str):
+        raise InvalidInput(f"callback_url must be a string, got {type(url).__name__}")
+    if not url.isascii() or any(not c.isprintable() or c.isspace() for c in url):
+        raise InvalidInput(
+            "callback_url must be printable ASCII without spaces (percent-encode the rest)"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as error:
+        raise InvalidInput(f"callback_url is not a valid URL: {error}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidInput("callback_url must be an http(s) URL")
+    if not parts.hostname:
+        raise InvalidInput("callback_url must name a host")
+    if parts.fragment or url.endswith("#"):
+        raise InvalidInput("callback_url must not have a fragment")
+
+
 def _check_batch(limit: int) -> None:
     if not 1 <= limit <= MAX_BATCH:
         raise InvalidInput(f"limit must be in 1..{MAX_BATCH}, got {limit}")
@@ -224,11 +251,9 @@ def validate_submit(request: SubmitRequest) -> None:
         raise InvalidInput("not_before must be timezone-aware")
     _bounded_text("idempotency_key", request.idempotency_key)
     _bounded_text("correlation_id", request.correlation_id)
-    _bounded_text("callback_url", request.callback_url, 2048)
-    if request.callback_url is not None and not request.callback_url.startswith(
-        ("http://", "https://")
-    ):
-        raise InvalidInput("callback_url must be an http(s) URL")
+    _bounded_text("callback_url", request.callback_url, MAX_CALLBACK_URL_CHARS)
+    if request.callback_url is not None:
+        check_callback_url(request.callback_url)
     _check_labels(request.labels)
 
 

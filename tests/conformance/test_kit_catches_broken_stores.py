@@ -6,8 +6,7 @@ ConformanceError for it; a kit that passed them would prove nothing.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,9 +15,8 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
-from hypothesis import Phase
-from hypothesis.stateful import run_state_machine_as_test
 
+from kit_support import factory_for, run_until_caught
 from workqueue_core import transitions
 from workqueue_core.errors import BudgetSpent, WorkqueueError
 from workqueue_core.models import (
@@ -32,9 +30,7 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.ports import Store
 from workqueue_core.queue_state import QueueState
-from workqueue_core.testing import ConformanceError, conformance_machine, conformance_settings
 from workqueue_memory import MemoryStore
 
 
@@ -224,32 +220,6 @@ class RacySweepStore(MemoryStore):
         return results
 
 
-def factory_for(
-    state_class: type[QueueState], store_class: type[MemoryStore] = MemoryStore
-) -> Callable[[], object]:
-    @asynccontextmanager
-    async def fresh() -> AsyncIterator[Store]:
-        yield store_class(state=state_class(random_source=lambda: 0.0))
-
-    return fresh
-
-
-def _run_until_caught(factory: Callable[[], object], symptom: str, examples: int = 300) -> None:
-    machine = conformance_machine(factory)  # type: ignore[arg-type]
-    with pytest.raises(ConformanceError, match=symptom):
-        run_state_machine_as_test(
-            machine,
-            settings=conformance_settings(
-                examples,
-                50,
-                phases=[Phase.generate],
-                derandomize=True,
-                database=None,
-                print_blob=False,
-            ),
-        )
-
-
 @pytest.mark.parametrize(
     ("state_class", "symptom"),
     [
@@ -284,8 +254,8 @@ def _run_until_caught(factory: Callable[[], object], symptom: str, examples: int
     ],
 )
 def test_the_suite_catches_a_broken_store(state_class: type[QueueState], symptom: str) -> None:
-    _run_until_caught(factory_for(state_class), symptom)
+    run_until_caught(factory_for(state_class), symptom)
 
 
 def test_the_suite_catches_a_sweep_that_races_another() -> None:
-    _run_until_caught(factory_for(QueueState, RacySweepStore), r"concurrent sweeps: .* swept twice")
+    run_until_caught(factory_for(QueueState, RacySweepStore), r"concurrent sweeps: .* swept twice")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from workqueue_core.errors import WorkqueueError
@@ -133,6 +133,24 @@ class MemoryStore:
 
     async def events(self, work_id: UUID) -> list[Event]:
         return self.state.events(work_id)
+
+    async def callbacks_due(
+        self, now: datetime, limit: int = 100, lease: timedelta | None = None
+    ) -> list[ExecutionRecord]:
+        return self.state.callbacks_due(now, limit, lease)
+
+    async def record_callback(
+        self,
+        work_id: UUID,
+        now: datetime,
+        *,
+        delivered: bool,
+        detail: str,
+        retry_at: datetime | None,
+    ) -> Event:
+        return self.state.record_callback(
+            work_id, now, delivered=delivered, detail=detail, retry_at=retry_at
+        )
 
     async def stats(self) -> Stats:
         return self.state.stats()

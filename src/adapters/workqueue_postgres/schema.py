@@ -122,7 +122,20 @@ CREATE TABLE {s}.idempotency_keys (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+_V2 = """
+-- Targets are never deleted and only queue rows (whose target_id is checked) move to
+-- the log, so the log's foreign key re-checked what was already true, once per
+-- completed item, on the hottest write path.
+ALTER TABLE {s}.work_execution_log DROP CONSTRAINT work_execution_log_target_id_fkey;
+
+-- Completion callbacks: when the next delivery attempt of a record is due; NULL when
+-- none is pending (no callback_url, delivered or abandoned).
+ALTER TABLE {s}.work_execution_log ADD COLUMN callback_due_at timestamptz;
+CREATE INDEX work_execution_log_callbacks ON {s}.work_execution_log (finished_at, id)
+    WHERE callback_due_at IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 """Migration n (1-based) is ``MIGRATIONS[n - 1]``; never edit one that has shipped."""
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -13,7 +13,8 @@ them directly with psycopg. Their parameters:
   (timestamptz), ``types`` (text[] or NULL for every type), ``limit`` (int).
   Returns ``ITEM_COLUMNS`` of the claimed rows, in claim order.
 - ``complete_many``: ``ids`` (uuid[]), ``attempts`` (int[]), ``agents`` (uuid[]),
-  ``results`` (text[]), ``local_retries`` (int[]) — one element per completion,
+  ``results`` (text[], or NULL when every result is NULL), ``local_retries`` (int[]) —
+  one element per completion,
   distinct ids — and ``now``. Completes the entries whose token is current and
   held by the named agent; returns ``LOG_COLUMNS`` of their log records.
 - ``submit``: the ``ITEM_COLUMNS`` values by name, plus ``actor``, ``now`` and
@@ -181,7 +182,7 @@ WITH input AS (
 ), done AS (
     DELETE FROM {{s}}.work_queue q
     USING input i
-    WHERE q.id = i.work_id AND q.status = 'CLAIMED'
+    WHERE q.id = ANY(%(ids)s::uuid[]) AND q.id = i.work_id AND q.status = 'CLAIMED'
       AND q.attempt = i.attempt AND q.claimed_by = i.agent_id
     RETURNING {_Q_ITEMS}, i.result AS in_result, i.local_retries AS in_lr
 ), charged AS (
@@ -191,8 +192,9 @@ WITH input AS (
            'agent:' || d.claimed_by::text AS actor
     FROM done d
 ), logged AS (
-    INSERT INTO {{s}}.work_execution_log ({_LOG})
-    SELECT {_LOG_FROM_DONE}, %(now)s, d.actor, d.in_result
+    INSERT INTO {{s}}.work_execution_log ({_LOG}, callback_due_at)
+    SELECT {_LOG_FROM_DONE}, %(now)s, d.actor, d.in_result,
+           CASE WHEN d.callback_url IS NOT NULL THEN %(now)s::timestamptz END
     FROM charged d
     RETURNING {_LOG}
 ), events AS (
@@ -254,8 +256,35 @@ UPSERT_ITEM = (
     + ")"
 )
 INSERT_RECORD = (
-    f"INSERT INTO {{s}}.work_execution_log ({_LOG}) VALUES ({', '.join(['%s'] * len(LOG_COLUMNS))})"
+    f"INSERT INTO {{s}}.work_execution_log ({_LOG}, callback_due_at) "
+    f"VALUES ({', '.join(['%s'] * (len(LOG_COLUMNS) + 1))})"
 )
+"""A log record's ``LOG_COLUMNS`` values, then when its first callback attempt is due."""
+
+CALLBACKS_DUE = f"""
+WITH due AS (
+    SELECT id FROM {{s}}.work_execution_log
+    WHERE callback_due_at IS NOT NULL AND callback_due_at <= %(now)s
+    ORDER BY finished_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE {{s}}.work_execution_log l SET callback_due_at = %(until)s::timestamptz
+    FROM due
+    WHERE l.id = due.id AND %(until)s::timestamptz IS NOT NULL
+)
+SELECT {", ".join(f"l.{c}" for c in LOG_COLUMNS)}
+FROM {{s}}.work_execution_log l JOIN due ON l.id = due.id
+ORDER BY l.finished_at, l.id
+"""
+"""Log records whose callback is due, oldest first; with ``until`` their next attempt
+moves there in the same statement. Rows another caller is taking are skipped."""
+
+SELECT_CALLBACK_FOR_UPDATE = (
+    f"SELECT {_LOG}, callback_due_at FROM {{s}}.work_execution_log WHERE id = %s FOR UPDATE"
+)
+SET_CALLBACK_DUE = "UPDATE {s}.work_execution_log SET callback_due_at = %s WHERE id = %s"
+INSERT_EVENT_RETURNING = INSERT_EVENT + " RETURNING seq"
 DELETE_ITEM = "DELETE FROM {s}.work_queue WHERE id = %s"
 DELETE_RECORD = "DELETE FROM {s}.work_execution_log WHERE id = %s"
 KEY_OWNER = "SELECT work_id FROM {s}.idempotency_keys WHERE key = %s"
@@ -368,6 +397,10 @@ class Statements:
     select_record_for_update: str
     upsert_item: str
     insert_record: str
+    callbacks_due: str
+    select_callback_for_update: str
+    set_callback_due: str
+    insert_event_returning: str
     delete_item: str
     delete_record: str
     key_owner: str

@@ -104,6 +104,17 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ) WITHOUT ROWID""",
         """CREATE INDEX work_targets_item ON work_targets (work_id)""",
     ),
+    # 2: completion callbacks. One row per log record whose callback delivery is
+    # pending (done and abandoned deliveries have none): when the next attempt is
+    # due. Records already in the log when this runs get none (never called back).
+    (
+        """CREATE TABLE work_callbacks (
+            work_id     TEXT    NOT NULL PRIMARY KEY,
+            finished_at INTEGER NOT NULL,
+            next_at     INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE INDEX work_callbacks_due ON work_callbacks (finished_at, work_id)""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

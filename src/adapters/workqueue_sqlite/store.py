@@ -15,7 +15,7 @@ import random
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Literal, TypeVar
 from uuid import UUID
@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from workqueue_core import transitions
+from workqueue_core import callbacks, transitions
 from workqueue_core.errors import (
     AgentExists,
     InvalidInput,
@@ -84,6 +84,7 @@ _INSERT_AGENT: Final = (
 _INSERT_TARGET: Final = (
     "INSERT INTO work_targets (agent_id, neg_priority, created_at, work_id) VALUES (?, ?, ?, ?)"
 )
+_RECORD_COLUMNS_OF_L: Final = ", ".join(f"l.{c}" for c in codec.RECORD_COLUMNS)
 _UPDATE_AGENT: Final = (
     "UPDATE agents SET " + ", ".join(f"{c} = ?" for c in codec.AGENT_COLUMNS[1:]) + " WHERE id = ?"
 )
@@ -199,6 +200,13 @@ class _Tx:
             self.conn.execute("DELETE FROM work_queue WHERE id = ?", (work_id,))
             self.conn.execute("DELETE FROM work_targets WHERE work_id = ?", (work_id,))
             self.conn.execute(_INSERT_RECORD, codec.record_values(state))
+            due = callbacks.first_attempt(state)
+            if due is not None:
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO work_callbacks (work_id, finished_at, next_at)"
+                    " VALUES (?, ?, ?)",
+                    (work_id, codec.to_us(state.finished_at), codec.to_us(due)),
+                )
         else:
             self.conn.execute("DELETE FROM work_execution_log WHERE id = ?", (work_id,))
             self.conn.execute(_INSERT_ITEM, codec.item_values(state))
@@ -623,6 +631,7 @@ class SqliteStore:
                 record = ExecutionRecord(item, finished_at=now, finished_by=actor)
             after, event = transitions.requeue(record, actor, now)
             tx.apply(after, event)
+            tx.conn.execute("DELETE FROM work_callbacks WHERE work_id = ?", (str(work_id),))
             return after
 
         return await self._run(op)
@@ -657,6 +666,7 @@ class SqliteStore:
                 (codec.to_us(before), limit),
             ).fetchall()
             tx.conn.executemany("DELETE FROM work_events WHERE work_id = ?", doomed)
+            tx.conn.executemany("DELETE FROM work_callbacks WHERE work_id = ?", doomed)
             tx.conn.executemany("DELETE FROM work_execution_log WHERE id = ?", doomed)
             return len(doomed)
 
@@ -671,6 +681,65 @@ class SqliteStore:
             return [codec.load_event(row) for row in rows]
 
         return await self._read(op)
+
+    async def callbacks_due(
+        self, now: datetime, limit: int = 100, lease: timedelta | None = None
+    ) -> list[ExecutionRecord]:
+        _check_limit(limit)
+        callbacks.check_lease(lease)
+
+        def op(tx: _Tx) -> list[ExecutionRecord]:
+            rows = tx.conn.execute(
+                f"SELECT {_RECORD_COLUMNS_OF_L} FROM work_callbacks AS c"
+                " CROSS JOIN work_execution_log AS l ON l.id = c.work_id"
+                " WHERE c.next_at <= ? ORDER BY c.finished_at, c.work_id LIMIT ?",
+                (codec.to_us(now), limit),
+            ).fetchall()
+            records = [codec.load_record(row, tx.targetings) for row in rows]
+            if lease is not None:
+                until = codec.to_us(callbacks.leased_until(now, lease))
+                tx.conn.executemany(
+                    "UPDATE work_callbacks SET next_at = ? WHERE work_id = ?",
+                    [(until, str(r.id)) for r in records],
+                )
+            return records
+
+        return await self._run(op, write=lease is not None)
+
+    async def record_callback(
+        self,
+        work_id: UUID,
+        now: datetime,
+        *,
+        delivered: bool,
+        detail: str,
+        retry_at: datetime | None,
+    ) -> Event:
+        callbacks.check_retry_at(retry_at)
+
+        def op(tx: _Tx) -> Event:
+            key = (str(work_id),)
+            record = tx.record(work_id)
+            pending = (
+                record is not None
+                and tx.one("SELECT 1 FROM work_callbacks WHERE work_id = ?", key) is not None
+            )
+            record = callbacks.check_callback(
+                work_id, tx.item(work_id) if record is None else None, record, pending
+            )
+            following = callbacks.next_attempt(delivered, retry_at)
+            if following is None:
+                tx.conn.execute("DELETE FROM work_callbacks WHERE work_id = ?", key)
+            else:
+                tx.conn.execute(
+                    "UPDATE work_callbacks SET next_at = ? WHERE work_id = ?",
+                    (codec.to_us(following), str(work_id)),
+                )
+            event = callbacks.callback_event(record, now, detail)
+            cursor = tx.conn.execute(_INSERT_EVENT, codec.event_values(event))
+            return attrs.evolve(event, seq=int(cursor.lastrowid or 0))
+
+        return await self._run(op)
 
     async def stats(self) -> Stats:
         def op(tx: _Tx) -> Stats:

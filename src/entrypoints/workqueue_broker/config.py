@@ -198,6 +198,12 @@ SETTINGS: tuple[Setting, ...] = (
         "keep execution-log records and events this long (default 30d)",
         "DURATION",
     ),
+    Setting(
+        "callback_interval",
+        _seconds(0.05, 3600),
+        "how often to deliver due completion callbacks (default 2s)",
+        "DURATION",
+    ),
     Setting("log_format", _choice(LOG_FORMATS), "auto (default), json or console", "FORMAT"),
     Setting("log_level", _choice(LOG_LEVELS), "debug, info (default), warning, error", "LEVEL"),
     Setting(
@@ -234,6 +240,7 @@ class BrokerConfig:
     sweep_interval: float = 5.0
     prune_interval: float = 3600.0
     retention: timedelta = timedelta(days=30)
+    callback_interval: float = 2.0
     log_format: str = "auto"
     log_level: str = "info"
     max_body_bytes: int = 1_048_576

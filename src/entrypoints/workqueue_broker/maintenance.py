@@ -1,11 +1,12 @@
-"""The broker's maintenance: sweep expired leases, prune the execution log.
+"""The broker's maintenance: sweep expired leases, prune the log, deliver callbacks.
 
-Both run in the broker process on their own intervals. Each pass works in
+All three run in the broker process on their own intervals. Each pass works in
 batches until a batch comes back short, so its cost follows the number of
 expired or prunable rows, not the queue size. A failing pass (the database is
 briefly unreachable) is logged and retried at the next interval; it never stops
 the broker. Several brokers may run maintenance against one PostgreSQL at once:
-the store's sweep and prune are atomic and safe to overlap.
+the store's sweep and prune are atomic and safe to overlap, and due callbacks are
+taken under a lease, so two brokers do not post the same attempt.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ import attrs
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from workqueue_core.callbacks import (
+    CallbackPolicy,
+    CallbackPoster,
+    Outcome,
+    RecordEncoder,
+    deliver_due,
+)
 from workqueue_core.models import ExecutionRecord, WorkItem
 from workqueue_core.service import BrokerService
 
@@ -29,6 +37,7 @@ SweepObserver = Callable[[Sequence[WorkItem | ExecutionRecord]], None]
 
 SWEEP_BATCH = 1000
 PRUNE_BATCH = 10_000
+CALLBACK_BATCH = 100
 MAX_BATCHES_PER_PASS = 100
 
 
@@ -39,6 +48,16 @@ class MaintenancePlan:
     sweep_interval: float = 5.0
     prune_interval: float = 3600.0
     retention: timedelta = timedelta(days=30)
+    callback_interval: float = 2.0
+
+
+@attrs.frozen
+class CallbackDelivery:
+    """What callback delivery needs beyond the service: a poster, a policy, the body."""
+
+    poster: CallbackPoster
+    encode: RecordEncoder
+    policy: CallbackPolicy = attrs.field(factory=CallbackPolicy)
 
 
 class MaintenanceMetrics:
@@ -61,6 +80,29 @@ class MaintenanceMetrics:
             "workqueue_maintenance_pruned_records",
             "Execution-log records deleted after the retention period",
             **kwargs,
+        )
+        self.callbacks = Counter(
+            "workqueue_callback_attempts",
+            "Completion callback delivery attempts, by outcome (delivered, failed, abandoned)",
+            ["outcome"],
+            **kwargs,
+        )
+
+    def observe_callback(self, outcome: Outcome) -> None:
+        """Count and log one delivery attempt (never its URL: it may hold credentials)."""
+        if outcome.delivered:
+            kind = "delivered"
+        elif outcome.retry_at is None:
+            kind = "abandoned"
+        else:
+            kind = "failed"
+        self.callbacks.labels(kind).inc()
+        report = log.info if outcome.delivered else log.warning
+        report(
+            f"callback {kind}",
+            work_id=str(outcome.work_id),
+            attempt=outcome.attempt,
+            detail=outcome.detail,
         )
 
 
@@ -86,6 +128,46 @@ async def prune_once(service: BrokerService, retention: timedelta) -> int:
         if pruned < PRUNE_BATCH:
             break
     return total
+
+
+async def deliver_callbacks_once(
+    service: BrokerService,
+    delivery: CallbackDelivery,
+    observe: Callable[[Outcome], None] | None = None,
+) -> int:
+    """Post every callback due now, a batch at a time; returns how many attempts were made."""
+    total = 0
+    for _ in range(MAX_BATCHES_PER_PASS):
+        made = await deliver_due(
+            service.store,
+            delivery.poster,
+            service.clock,
+            delivery.policy,
+            delivery.encode,
+            CALLBACK_BATCH,
+            observe,
+        )
+        total += made
+        if made < CALLBACK_BATCH:
+            break
+    return total
+
+
+async def _callback_loop(
+    service: BrokerService,
+    plan: MaintenancePlan,
+    metrics: MaintenanceMetrics,
+    delivery: CallbackDelivery,
+) -> None:
+    while True:
+        try:
+            await deliver_callbacks_once(service, delivery, metrics.observe_callback)
+        except Exception:
+            metrics.passes.labels("callbacks", "error").inc()
+            log.exception("callback delivery failed; retrying at the next interval")
+        else:
+            metrics.passes.labels("callbacks", "ok").inc()
+        await anyio.sleep(plan.callback_interval)
 
 
 async def _sweep_loop(
@@ -134,8 +216,11 @@ async def run_maintenance(
     plan: MaintenancePlan,
     metrics: MaintenanceMetrics,
     observe_sweep: SweepObserver | None = None,
+    callbacks: CallbackDelivery | None = None,
 ) -> None:
-    """Sweep and prune forever, until cancelled."""
+    """Sweep, prune and (given ``callbacks``) deliver callbacks forever, until cancelled."""
     async with anyio.create_task_group() as group:
         group.start_soon(_sweep_loop, service, plan, metrics, observe_sweep)
         group.start_soon(_prune_loop, service, plan, metrics)
+        if callbacks is not None:
+            group.start_soon(_callback_loop, service, plan, metrics, callbacks)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import secrets
 import signal
@@ -24,10 +25,16 @@ from workqueue_broker.admin_tokens import AdminTokens, resolve_admin_tokens
 from workqueue_broker.clock import SystemClock
 from workqueue_broker.config import BrokerConfig, ConfigError
 from workqueue_broker.logs import configure_logging
-from workqueue_broker.maintenance import MaintenanceMetrics, MaintenancePlan, run_maintenance
+from workqueue_broker.maintenance import (
+    CallbackDelivery,
+    MaintenanceMetrics,
+    MaintenancePlan,
+    run_maintenance,
+)
 from workqueue_broker.stores import OpenedStore, open_store, parse_database_url
 from workqueue_core.errors import SchemaMismatch, StoreUnavailable
 from workqueue_core.service import BrokerService
+from workqueue_http.callbacks import HttpxCallbackPoster, encode_record
 from workqueue_http.metrics import BrokerMetrics
 from workqueue_http.server import create_app
 
@@ -123,7 +130,9 @@ async def _serve_with(config: BrokerConfig, opened: OpenedStore, admin: AdminTok
             lifespan="on",
         )
     )
-    plan = MaintenancePlan(config.sweep_interval, config.prune_interval, config.retention)
+    plan = MaintenancePlan(
+        config.sweep_interval, config.prune_interval, config.retention, config.callback_interval
+    )
     metrics = MaintenanceMetrics(registry)
     log.info(
         "broker starting",
@@ -132,10 +141,16 @@ async def _serve_with(config: BrokerConfig, opened: OpenedStore, admin: AdminTok
         sweep_interval=config.sweep_interval,
         prune_interval=config.prune_interval,
         retention_seconds=config.retention.total_seconds(),
+        callback_interval=config.callback_interval,
     )
+    # httpx logs every request's URL at INFO; callback URLs may carry secrets in the query.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     failed = False
-    async with anyio.create_task_group() as group:
-        group.start_soon(run_maintenance, service, plan, metrics, http_metrics.observe_sweep)
+    async with HttpxCallbackPoster() as poster, anyio.create_task_group() as group:
+        callbacks = CallbackDelivery(poster, encode_record)
+        group.start_soon(
+            run_maintenance, service, plan, metrics, http_metrics.observe_sweep, callbacks
+        )
         try:
             await server.serve()
         except SystemExit:  # uvicorn exits this way when it cannot bind or start the app

@@ -237,6 +237,13 @@ def token_hash_for(agent_id: UUID, generation: int = 0) -> str:
     return f"{agent_id.int:032x}{generation:032x}"
 
 
+CALLBACK_URLS = (
+    "https://hooks.example.com/workqueue/done",
+    "http://user:p%40ss@127.0.0.1:9/cb?team=a&q='x'",
+)
+"""Completion callback URLs; nothing is ever posted to them in the conformance suite."""
+
+
 @functools.cache
 def item_labels() -> st.SearchStrategy[dict[str, str]]:
     """Item labels: free metadata; values mostly simple, sometimes free text."""
@@ -272,6 +279,6 @@ def work_items(
         idempotency_key=st.none() | st.sampled_from(["k1", "k2", "k3", "k'\\\"ü"]),
         correlation_id=st.just(str(work_id)) | texts(255).map(lambda t: t or "-"),
         labels=item_labels(),
-        callback_url=st.none(),
+        callback_url=st.none() | st.none() | st.sampled_from(CALLBACK_URLS),
         status=st.sampled_from([WorkStatus.PENDING] * 5 + [WorkStatus.HELD]),
     )

@@ -1,0 +1,111 @@
+"""The conformance kit catches stores that get completion-callback delivery wrong.
+
+Each broken store is the reference with one callback rule removed; the suite must
+report a ConformanceError for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import anyio.lowlevel
+import pytest
+
+from kit_support import factory_for, run_until_caught
+from workqueue_core import callbacks
+from workqueue_core.models import Event, ExecutionRecord
+from workqueue_core.queue_state import QueueState
+from workqueue_memory import MemoryStore
+
+
+class IgnoresRetryAtState(QueueState):
+    """A failed delivery is due again at once, not at its ``retry_at``."""
+
+    def record_callback(
+        self,
+        work_id: UUID,
+        now: datetime,
+        *,
+        delivered: bool,
+        detail: str,
+        retry_at: datetime | None,
+    ) -> Event:
+        if retry_at is not None:
+            retry_at = min(retry_at, now)
+        return super().record_callback(
+            work_id, now, delivered=delivered, detail=detail, retry_at=retry_at
+        )
+
+
+class IgnoresLeaseState(QueueState):
+    """Hands out due callbacks without taking them under the lease."""
+
+    def callbacks_due(
+        self, now: datetime, limit: int = 100, lease: timedelta | None = None
+    ) -> list[ExecutionRecord]:
+        return super().callbacks_due(now, limit, None)
+
+
+class NeverAbandonsState(QueueState):
+    """An abandoned delivery stays pending, due again at once."""
+
+    def record_callback(
+        self,
+        work_id: UUID,
+        now: datetime,
+        *,
+        delivered: bool,
+        detail: str,
+        retry_at: datetime | None,
+    ) -> Event:
+        if not delivered and retry_at is None:
+            retry_at = now
+        return super().record_callback(
+            work_id, now, delivered=delivered, detail=detail, retry_at=retry_at
+        )
+
+
+class NoCallbackForCancelState(QueueState):
+    """Forgets the delivery of cancelled items."""
+
+    def cancel(self, work_id: UUID, actor: str, now: datetime, reason: str = "") -> ExecutionRecord:
+        record = super().cancel(work_id, actor, now, reason)
+        self._callbacks.pop(work_id, None)
+        return record
+
+
+class RacyCallbacksStore(MemoryStore):
+    """Reads the due callbacks, yields, then leases them: two callers take the same ones."""
+
+    async def callbacks_due(
+        self, now: datetime, limit: int = 100, lease: timedelta | None = None
+    ) -> list[ExecutionRecord]:
+        due = self.state.callbacks_due(now, limit)
+        await anyio.lowlevel.checkpoint()
+        if lease is not None:
+            for record in due:
+                self.state._callbacks[record.id] = callbacks.leased_until(now, lease)
+        return due
+
+
+@pytest.mark.parametrize(
+    ("state_class", "symptom"),
+    [
+        (IgnoresRetryAtState, r"callbacks_due"),
+        (IgnoresLeaseState, r"callbacks_due"),
+        (NeverAbandonsState, r"callbacks_due|record_callback"),
+        (NoCallbackForCancelState, r"callbacks_due|record_callback"),
+    ],
+    ids=["ignores-retry-at", "ignores-lease", "never-abandons", "no-callback-for-cancel"],
+)
+def test_the_suite_catches_a_broken_callback_store(
+    state_class: type[QueueState], symptom: str
+) -> None:
+    run_until_caught(factory_for(state_class), symptom)
+
+
+def test_the_suite_catches_callbacks_taken_twice() -> None:
+    run_until_caught(
+        factory_for(QueueState, RacyCallbacksStore), r"concurrent callbacks_due: both took"
+    )
