@@ -135,7 +135,16 @@ CREATE INDEX work_execution_log_callbacks ON {s}.work_execution_log (finished_at
     WHERE callback_due_at IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+_V3 = """
+-- A row names a holder exactly when it is CLAIMED. complete_many then matches its
+-- rows by id, attempt and holder alone: a status condition in that statement made
+-- the planner scan the partial lease index, whose dead entries (every completed
+-- claim until VACUUM) grew the cost of each completion with the queue's history.
+ALTER TABLE {s}.work_queue ADD CONSTRAINT work_queue_holder_iff_claimed
+    CHECK ((status = 'CLAIMED') = (claimed_by IS NOT NULL));
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 """Migration n (1-based) is ``MIGRATIONS[n - 1]``; never edit one that has shipped."""
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -182,7 +182,9 @@ WITH input AS (
 ), done AS (
     DELETE FROM {{s}}.work_queue q
     USING input i
-    WHERE q.id = ANY(%(ids)s::uuid[]) AND q.id = i.work_id AND q.status = 'CLAIMED'
+    -- CLAIMED by the holder (work_queue_holder_iff_claimed); no status condition, which
+    -- would let the planner pick the lease index and walk its dead entries.
+    WHERE q.id = ANY(%(ids)s::uuid[]) AND q.id = i.work_id
       AND q.attempt = i.attempt AND q.claimed_by = i.agent_id
     RETURNING {_Q_ITEMS}, i.result AS in_result, i.local_retries AS in_lr
 ), charged AS (
