@@ -1,7 +1,7 @@
 """HTTP claim+complete cycles per second through a real broker process.
 
 ``python -m benchmarks.http_cycles [--store sqlite|postgresql|both] [--items N]
-[--clients 8] [--batch B] [--quick]``
+[--clients 8] [--batch B] [--rounds R] [--quick]``
 
 For each store a broker is started as its own process (``python -m workqueue_cli
 broker``: real uvicorn on a free loopback port) on a fresh database: a temporary
@@ -10,20 +10,23 @@ this process:
 
 1. ``--clients`` agents are registered; each client keeps its own agent token
    and one ``BrokerClient`` (one keep-alive ``httpx.AsyncClient``).
-2. ``--items`` no-op items are submitted by the admin, ``--submitters`` requests
-   in flight (not timed: the API has no batch submit).
+2. Each round (``--rounds``, on the same broker and database, with a work type of
+   its own): ``--items`` no-op items are submitted by the admin, ``--submitters``
+   requests in flight (not timed: the API has no batch submit).
 3. Timed: every client loops ``claim_next(limit=B)`` → ``complete_many`` of the
    whole claimed batch (one request) until a claim comes back empty.
-4. The execution log must hold exactly the submitted ids, each SUCCEEDED once,
-   and the queue must be empty.
+4. The execution log must hold exactly the round's ids, each SUCCEEDED once, and
+   none of them may be left in the queue.
 
 A *cycle* is one item claimed and completed: cycles/s = items / drain seconds.
 Claim latency is the client-side duration of each non-empty ``claim_next`` call
 (request, broker, store, response decoding). The clients run on plain asyncio
 (no uvloop) in this process; on a 2-core machine they, the broker and PostgreSQL
-compete for the CPU, which the report shows as CPU seconds per process.
-``--py-spy DIR`` samples the broker with py-spy during the drain (py-spy must be
-installed) and writes a collapsed-stack file per store for a flame graph.
+compete for the CPU, so the report splits the drain's CPU seconds between the
+broker process, this process, the broker's PostgreSQL backends (found by
+``application_name``) and the rest of the machine (other users of the box).
+``--py-spy DIR`` samples the broker with py-spy during each drain (py-spy must be
+installed) into collapsed-stack files, one per store and round.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,7 +67,8 @@ DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
 STORES = ("sqlite", "postgresql")
 WORK_TYPE = "bench-noop"
 START_TIMEOUT = 60.0
-FULL_ITEMS = 20_000
+FULL_ITEMS = 10_000
+FULL_ROUNDS = 3
 QUICK_ITEMS = 2_000
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -77,6 +82,7 @@ class Options:
     clients: int
     batch: int
     submitters: int
+    rounds: int
     dsn: str
     log_level: str
     py_spy: Path | None
@@ -100,6 +106,7 @@ class CycleResult:
     """One store's drain: throughput, latencies, CPU and the log check."""
 
     store: str
+    round: int
     items: int
     clients: int
     batch: int
@@ -271,10 +278,12 @@ async def register_agents(broker: Broker, count: int) -> list[tuple[uuid.UUID, s
     return [(i.agent.id, i.token) for i in issued]
 
 
-async def prefill(broker: Broker, items: int, submitters: int) -> tuple[set[uuid.UUID], float]:
+async def prefill(
+    broker: Broker, work_type: str, items: int, submitters: int
+) -> tuple[set[uuid.UUID], float]:
     """Submit ``items`` no-op items with ``submitters`` requests in flight; ids and seconds."""
     request = SubmitRequest(
-        work_type=WORK_TYPE,
+        work_type=work_type,
         spec="{}",
         targeting=Targeting.labels("pool=bench"),
         claim_timeout=timedelta(minutes=10),
@@ -296,7 +305,7 @@ async def prefill(broker: Broker, items: int, submitters: int) -> tuple[set[uuid
 
 
 async def agent_loop(
-    url: str, agent_id: uuid.UUID, token: str, batch: int, start: asyncio.Event
+    url: str, agent_id: uuid.UUID, token: str, work_type: str, batch: int, start: asyncio.Event
 ) -> ClientStats:
     """Claim up to ``batch``, complete them in one request, until a claim comes back empty."""
     claim_seconds: list[float] = []
@@ -307,7 +316,7 @@ async def agent_loop(
         await start.wait()
         while True:
             began = time.perf_counter()
-            items = await client.claim_next(agent_id, [WORK_TYPE], limit=batch)
+            items = await client.claim_next(agent_id, [work_type], limit=batch)
             claimed_at = time.perf_counter()
             if not items:
                 break
@@ -327,12 +336,12 @@ async def agent_loop(
     )
 
 
-async def verify(broker: Broker, submitted: set[uuid.UUID]) -> str | None:
+async def verify(broker: Broker, work_type: str, submitted: set[uuid.UUID]) -> str | None:
     """None when the log holds exactly ``submitted``, each SUCCEEDED once, and nothing is queued."""
     seen: list[str] = []
     headers = {"Authorization": f"Bearer {broker.admin_token}"}
     async with httpx.AsyncClient(base_url=f"{broker.url}/api/v1", headers=headers) as http:
-        params: dict[str, Any] = {"work_type": WORK_TYPE, "limit": 1000}
+        params: dict[str, Any] = {"work_type": work_type, "limit": 1000}
         while True:
             page = (await http.get("/work-log", params=params)).raise_for_status().json()
             for record in page["records"]:
@@ -343,7 +352,8 @@ async def verify(broker: Broker, submitted: set[uuid.UUID]) -> str | None:
             if page["next_cursor"] is None:
                 break
             params["after"] = page["next_cursor"]
-        queued = (await http.get("/work", params={"limit": 10})).raise_for_status().json()
+        queued = await http.get("/work", params={"work_type": work_type, "limit": 10})
+        queued = queued.raise_for_status().json()
     if queued["items"]:
         return f"{len(queued['items'])}+ items still queued"
     if len(seen) != len(set(seen)):
@@ -378,8 +388,8 @@ def py_spy(pid: int, output: Path | None) -> Iterator[None]:
             print(f"py-spy: {err.decode(errors='replace')[-500:]}", file=sys.stderr)
 
 
-async def run_store(store: str, options: Options) -> CycleResult:
-    """Start a broker on a fresh ``store`` database, prefill, drain, verify."""
+async def run_store(store: str, options: Options) -> list[CycleResult]:
+    """Start a broker on a fresh ``store`` database; prefill, drain and verify each round."""
     with tempfile.TemporaryDirectory(prefix=f"wq-http-bench-{store}-") as tmp:
         workdir = Path(tmp)
         with (
@@ -387,32 +397,55 @@ async def run_store(store: str, options: Options) -> CycleResult:
             running_broker(url, workdir, options.log_level) as broker,
         ):
             agents = await register_agents(broker, options.clients)
-            submitted, submit_seconds = await prefill(broker, options.items, options.submitters)
-            start = asyncio.Event()
-            tasks = [
-                asyncio.create_task(agent_loop(broker.url, agent_id, token, options.batch, start))
-                for agent_id, token in agents
-            ]
-            await asyncio.sleep(0.5)  # every client connected and waiting
-            profile = options.py_spy / f"broker-{store}.txt" if options.py_spy else None
-            app_name = url.rsplit("application_name=", 1)[-1] if store == "postgresql" else ""
-            backends = backend_pids(options.dsn, app_name) if app_name else set()
-            backend_cpu = {pid: process_cpu(pid) for pid in backends}
-            with py_spy(broker.process.pid, profile):
-                broker_cpu = broker.cpu_seconds()
-                client_cpu = _client_cpu()
-                busy, total = _machine_ticks()
-                began = time.perf_counter()
-                start.set()
-                stats = await asyncio.gather(*tasks)
-                ended = max(s.finished_at for s in stats)
-                busy_after, total_after = _machine_ticks()
-                broker_cpu = broker.cpu_seconds() - broker_cpu
-                client_cpu = _client_cpu() - client_cpu
-                if app_name:
-                    backends |= backend_pids(options.dsn, app_name)
-                postgres_cpu = sum(process_cpu(p) - backend_cpu.get(p, 0.0) for p in backends)
-            problem = await verify(broker, submitted)
+            app_name = url.rsplit("application_name=", 1)[-1] if store == "postgresql" else None
+            results = []
+            for round_ in range(1, options.rounds + 1):
+                profile = None
+                if options.py_spy is not None:
+                    profile = options.py_spy / f"broker-{store}-round{round_}.txt"
+                results.append(
+                    await run_round(broker, agents, store, round_, options, app_name, profile)
+                )
+            return results
+
+
+async def run_round(
+    broker: Broker,
+    agents: Sequence[tuple[uuid.UUID, str]],
+    store: str,
+    round_: int,
+    options: Options,
+    app_name: str | None,
+    profile: Path | None,
+) -> CycleResult:
+    """Prefill (untimed), drain (timed) and verify one round of its own work type."""
+    work_type = f"{WORK_TYPE}-{round_}"
+    submitted, submit_seconds = await prefill(broker, work_type, options.items, options.submitters)
+    start = asyncio.Event()
+    tasks = [
+        asyncio.create_task(
+            agent_loop(broker.url, agent_id, token, work_type, options.batch, start)
+        )
+        for agent_id, token in agents
+    ]
+    await asyncio.sleep(0.5)  # every client connected and waiting
+    backends = backend_pids(options.dsn, app_name) if app_name else set()
+    backend_cpu = {pid: process_cpu(pid) for pid in backends}
+    with py_spy(broker.process.pid, profile):
+        broker_cpu = broker.cpu_seconds()
+        client_cpu = _client_cpu()
+        busy, total = _machine_ticks()
+        began = time.perf_counter()
+        start.set()
+        stats = await asyncio.gather(*tasks)
+        ended = max(s.finished_at for s in stats)
+        busy_after, total_after = _machine_ticks()
+        broker_cpu = broker.cpu_seconds() - broker_cpu
+        client_cpu = _client_cpu() - client_cpu
+        if app_name:
+            backends |= backend_pids(options.dsn, app_name)
+        postgres_cpu = sum(process_cpu(p) - backend_cpu.get(p, 0.0) for p in backends)
+    problem = await verify(broker, work_type, submitted)
     claims = [s for c in stats for s in c.claim_seconds]
     completes = [s for c in stats for s in c.complete_seconds]
     errors = sum(c.errors for c in stats)
@@ -420,6 +453,7 @@ async def run_store(store: str, options: Options) -> CycleResult:
         problem = f"{errors} completions refused"
     return CycleResult(
         store=store,
+        round=round_,
         items=options.items,
         clients=options.clients,
         batch=options.batch,
@@ -446,36 +480,42 @@ async def run_store(store: str, options: Options) -> CycleResult:
 
 
 def markdown(results: Sequence[CycleResult]) -> str:
-    """The results as a Markdown table, with the CPU split below."""
+    """The results as Markdown: one row per round, the CPU split, and a summary per store."""
     lines = [
-        "| store | items | clients | batch | drain s | cycles/s | claim p50 ms | claim p99 ms "
-        "| complete p50 ms | complete p99 ms | items/claim | verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| store | round | items | clients | batch | drain s | cycles/s | claim p50 ms "
+        "| claim p99 ms | complete p50 ms | complete p99 ms | items/claim | verified |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         verified = "yes" if r.verified else f"NO: {r.problem}"
         lines.append(
-            f"| {r.store} | {r.items:,} | {r.clients} | {r.batch} | {r.drain_seconds:.2f} "
-            f"| {r.cycles_per_second:,.0f} | {r.claim_p50_ms:.1f} | {r.claim_p99_ms:.1f} "
-            f"| {r.complete_p50_ms:.1f} | {r.complete_p99_ms:.1f} | {r.mean_claimed:.1f} "
-            f"| {verified} |"
+            f"| {r.store} | {r.round} | {r.items:,} | {r.clients} | {r.batch} "
+            f"| {r.drain_seconds:.2f} | {r.cycles_per_second:,.0f} | {r.claim_p50_ms:.1f} "
+            f"| {r.claim_p99_ms:.1f} | {r.complete_p50_ms:.1f} | {r.complete_p99_ms:.1f} "
+            f"| {r.mean_claimed:.1f} | {verified} |"
         )
     lines += [
         "",
-        "CPU seconds during the drain (machine: all cores, every process, other users too):",
+        "CPU seconds during each drain (machine: both cores, every process, other users too):",
         "",
-        "| store | submit/s (untimed) | broker | clients | PostgreSQL backends "
+        "| store | round | submit/s (untimed) | broker | clients | PostgreSQL backends "
         "| rest of machine | machine busy |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         pg = r.postgres_cpu_seconds or 0.0
         rest = r.machine_cpu_seconds - r.broker_cpu_seconds - r.client_cpu_seconds - pg
         lines.append(
-            f"| {r.store} | {rate(r.items, r.submit_seconds):,.0f} "
+            f"| {r.store} | {r.round} | {rate(r.items, r.submit_seconds):,.0f} "
             f"| {r.broker_cpu_seconds:.2f} | {r.client_cpu_seconds:.2f} "
-            f"| {'-' if r.postgres_cpu_seconds is None else f'{pg:.2f}'} | {rest:.2f} "
+            f"| {'-' if r.postgres_cpu_seconds is None else f'{pg:.2f}'} | {max(rest, 0.0):.2f} "
             f"| {r.machine_busy:.0%} |"
+        )
+    lines += ["", "| store | rounds | median cycles/s | best cycles/s |", "|---|---:|---:|---:|"]
+    for store in dict.fromkeys(r.store for r in results):
+        rates = [r.cycles_per_second for r in results if r.store == store]
+        lines.append(
+            f"| {store} | {len(rates)} | {statistics.median(rates):,.0f} | {max(rates):,.0f} |"
         )
     return "\n".join(lines)
 
@@ -487,21 +527,41 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--store", choices=(*STORES, "both"), default="both")
     parser.add_argument(
-        "--items", type=int, help=f"items per store ({FULL_ITEMS:,}; quick {QUICK_ITEMS:,})"
+        "--items", type=int, help=f"items per round ({FULL_ITEMS:,}; quick {QUICK_ITEMS:,})"
     )
     parser.add_argument("--clients", type=int, default=8, help="concurrent agent clients (8)")
-    parser.add_argument("--batch", type=int, default=50, help="claim limit per request (50)")
-    parser.add_argument("--submitters", type=int, default=16, help="prefill requests in flight")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ITEMS:,} items: a smoke run")
-    parser.add_argument("--dsn", default=os.environ.get("WORKQUEUE_BENCH_PG", DEFAULT_DSN))
-    parser.add_argument("--log-level", default="info", help="the broker's log level (info)")
-    parser.add_argument("--py-spy", type=Path, help="sample the broker into DIR/broker-STORE.txt")
+    parser.add_argument("--batch", type=int, default=100, help="claim limit per request (100)")
+    parser.add_argument(
+        "--rounds", type=int, help=f"prefill+drain rounds per store ({FULL_ROUNDS}; quick 1)"
+    )
+    parser.add_argument(
+        "--submitters", type=int, default=16, help="prefill requests in flight (16)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"{QUICK_ITEMS:,} items, 1 round: a smoke run"
+    )
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("WORKQUEUE_BENCH_PG", DEFAULT_DSN),
+        help="PostgreSQL server (a temporary schema is created there and dropped)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="the broker's log level (info: one line per request, as deployed)",
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, help="sample the broker into DIR/broker-STORE-roundR.txt"
+    )
     parser.add_argument("--keep-db", action="store_true", help="keep the PostgreSQL schema")
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if args.items is None:
         args.items = QUICK_ITEMS if args.quick else FULL_ITEMS
-    for name in ("items", "clients", "submitters"):
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else FULL_ROUNDS
+    for name in ("items", "clients", "submitters", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     if not 1 <= args.batch <= 1000:
@@ -511,7 +571,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run(options: Options) -> list[CycleResult]:
     """Every requested store, one after the other."""
-    return [await run_store(store, options) for store in options.stores]
+    return [result for store in options.stores for result in await run_store(store, options)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -523,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clients=args.clients,
         batch=args.batch,
         submitters=args.submitters,
+        rounds=args.rounds,
         dsn=args.dsn,
         log_level=args.log_level,
         py_spy=args.py_spy,

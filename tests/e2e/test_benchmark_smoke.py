@@ -51,3 +51,39 @@ def test_quick_benchmark_drains_everything(tmp_path: Path) -> None:
     assert [lat["error"] for lat in report["latency"]] == [None, None, None]
     assert all(lat["samples"] > 0 for lat in report["latency"])
     assert "| ours |" in completed.stdout
+
+
+def test_http_cycles_quick_drains_everything(tmp_path: Path) -> None:
+    """The HTTP benchmark drives a real broker per store; every item ends in the log."""
+    output = tmp_path / "http.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.http_cycles",
+            "--quick",
+            "--items",
+            "200",
+            "--batch",
+            "20",
+            "--dsn",
+            DSN,
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    results = json.loads(output.read_text())["results"]
+    assert [r["store"] for r in results] == ["sqlite", "postgresql"]
+    for result in results:
+        assert result["verified"], result
+        assert result["problem"] is None, result
+        assert result["errors"] == 0, result
+        assert result["items"] == 200, result
+        assert result["cycles_per_second"] > 0, result
+    assert "| sqlite |" in completed.stdout
