@@ -33,7 +33,7 @@ from workqueue_core.errors import (
 )
 from workqueue_core.models import Event, ExecutionRecord, WorkItem
 from workqueue_core.ports import Clock, WorkStore
-from workqueue_core.retry import RetryPolicy
+from workqueue_core.retry import Jitter, RetryPolicy
 
 CALLBACK_ACTOR = "callback"
 """The actor of delivery-attempt events."""
@@ -49,11 +49,14 @@ def check_callback(
     queued: WorkItem | None,
     record: ExecutionRecord | None,
     pending: bool,
+    finished_at: datetime | None = None,
 ) -> ExecutionRecord:
     """The record whose delivery attempt may be recorded, or raise why none may.
 
     UnknownWork when the item is nowhere; InvalidTransition when it is queued (not
-    finished) or its delivery is not pending (no URL, done or abandoned).
+    finished), its delivery is not pending (no URL, done or abandoned), or, with
+    ``finished_at``, the record is not the one that was taken (the item was
+    requeued and ended again while its earlier record was being posted).
     """
     if record is None:
         if queued is None:
@@ -62,6 +65,12 @@ def check_callback(
     if not pending:
         raise InvalidTransition(
             work_id, record.status.value, "record a callback attempt (no delivery is pending)"
+        )
+    if finished_at is not None and record.finished_at != finished_at:
+        raise InvalidTransition(
+            work_id,
+            record.status.value,
+            "record a callback attempt (the record was replaced since it was taken)",
         )
     return record
 
@@ -166,9 +175,10 @@ class CallbackPolicy:
     """How callbacks are delivered: attempts, backoff, timeout, parallelism, lease.
 
     The n-th failed attempt is retried after ``backoff.delay(n)`` (10 s, 20 s, 40 s …
-    capped at 1 h); after ``max_attempts`` attempts the delivery is abandoned. The
-    ``lease`` keeps a batch from being taken by another broker while it is being
-    delivered, and must outlast a whole batch's POSTs.
+    capped at 1 h; the backoff takes no jitter); after ``max_attempts`` attempts the
+    delivery is abandoned. ``concurrency`` records are taken and posted at a time;
+    the ``lease`` keeps them from being taken by another broker meanwhile, and must
+    outlast one POST.
     """
 
     max_attempts: int = attrs.field(default=8, validator=_count)
@@ -185,6 +195,8 @@ class CallbackPolicy:
     def __attrs_post_init__(self) -> None:
         if self.lease <= timedelta(seconds=self.timeout):
             raise InvalidInput("lease must be longer than the timeout of one POST")
+        if self.backoff.jitter is not Jitter.NONE:
+            raise InvalidInput("the callback backoff takes no jitter")
 
     def retry_at(self, attempts: int, now: datetime) -> datetime | None:
         """When to try again after ``attempts`` failed attempts; None: abandon."""
@@ -200,6 +212,7 @@ def callback_headers(record: ExecutionRecord, attempt: int) -> dict[str, str]:
         "User-Agent": "workqueue-callback",
         "X-Workqueue-Work-Id": str(record.id),
         "X-Workqueue-Status": record.status.value,
+        "X-Workqueue-Finished-At": record.finished_at.isoformat(),
         "X-Workqueue-Delivery-Attempt": str(attempt),
     }
 
@@ -272,6 +285,7 @@ async def deliver_one(
             delivered=outcome.delivered,
             detail=outcome.detail,
             retry_at=outcome.retry_at,
+            finished_at=record.finished_at,
         )
     except (StateConflict, NotFound):
         return None  # requeued, pruned or recorded by another broker since it was taken
@@ -287,21 +301,27 @@ async def deliver_due(
     limit: int = 100,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> int:
-    """Post every due callback once (up to ``limit``), ``policy.concurrency`` at a time.
+    """Post due callbacks once each (up to ``limit``), ``policy.concurrency`` at a time.
 
-    Returns how many attempts were made. Each outcome is recorded on the item's
-    timeline and, when ``on_outcome`` is given, reported to it (logs, metrics).
+    Records are taken (leased) only as many at a time as are posted at once, so a
+    slow receiver never keeps a taken record waiting past its lease for a free
+    slot. Returns how many attempts were made. Each outcome is recorded on the
+    item's timeline and, when ``on_outcome`` is given, reported to it (logs, metrics).
     """
-    records = await store.callbacks_due(clock.now(), limit, policy.lease)
-    limiter = anyio.CapacityLimiter(policy.concurrency)
 
     async def one(record: ExecutionRecord) -> None:
-        async with limiter:
-            outcome = await deliver_one(store, poster, clock, policy, encode, record)
+        outcome = await deliver_one(store, poster, clock, policy, encode, record)
         if outcome is not None and on_outcome is not None:
             on_outcome(outcome)
 
-    async with anyio.create_task_group() as group:
-        for record in records:
-            group.start_soon(one, record)
-    return len(records)
+    attempted = 0
+    while attempted < limit:
+        chunk = min(policy.concurrency, limit - attempted)
+        records = await store.callbacks_due(clock.now(), chunk, policy.lease)
+        async with anyio.create_task_group() as group:
+            for record in records:
+                group.start_soon(one, record)
+        attempted += len(records)
+        if len(records) < chunk:
+            break
+    return attempted

@@ -176,6 +176,7 @@ class WorkStore(Protocol):
         delivered: bool,
         detail: str,
         retry_at: datetime | None,
+        finished_at: datetime | None = None,
     ) -> Event:
         """Append a delivery attempt to the item's timeline and update its delivery state.
 
@@ -183,8 +184,9 @@ class WorkStore(Protocol):
         actor ``callback``, with the record's attempt and executions. Delivered:
         the delivery is done. Not delivered and ``retry_at`` None: abandoned.
         Otherwise the next attempt is due at ``retry_at``. UnknownWork when the
-        item is nowhere; InvalidTransition when it is queued or its delivery is
-        not pending (no URL, done, or abandoned).
+        item is nowhere; InvalidTransition when it is queued, its delivery is not
+        pending (no URL, done, or abandoned), or ``finished_at`` is given and is not
+        the record's (the record posted was replaced by a requeue and a new end).
         """
         ...
 

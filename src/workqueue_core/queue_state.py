@@ -354,10 +354,15 @@ class QueueState:
         delivered: bool,
         detail: str,
         retry_at: datetime | None,
+        finished_at: datetime | None = None,
     ) -> Event:
         callbacks.check_retry_at(retry_at)
         record = callbacks.check_callback(
-            work_id, self._queue.get(work_id), self._log.get(work_id), work_id in self._callbacks
+            work_id,
+            self._queue.get(work_id),
+            self._log.get(work_id),
+            work_id in self._callbacks,
+            finished_at,
         )
         following = callbacks.next_attempt(delivered, retry_at)
         if following is None:

@@ -30,11 +30,17 @@ class IgnoresRetryAtState(QueueState):
         delivered: bool,
         detail: str,
         retry_at: datetime | None,
+        finished_at: datetime | None = None,
     ) -> Event:
         if retry_at is not None:
             retry_at = min(retry_at, now)
         return super().record_callback(
-            work_id, now, delivered=delivered, detail=detail, retry_at=retry_at
+            work_id,
+            now,
+            delivered=delivered,
+            detail=detail,
+            retry_at=retry_at,
+            finished_at=finished_at,
         )
 
 
@@ -58,11 +64,17 @@ class NeverAbandonsState(QueueState):
         delivered: bool,
         detail: str,
         retry_at: datetime | None,
+        finished_at: datetime | None = None,
     ) -> Event:
         if not delivered and retry_at is None:
             retry_at = now
         return super().record_callback(
-            work_id, now, delivered=delivered, detail=detail, retry_at=retry_at
+            work_id,
+            now,
+            delivered=delivered,
+            detail=detail,
+            retry_at=retry_at,
+            finished_at=finished_at,
         )
 
 

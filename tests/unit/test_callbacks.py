@@ -24,7 +24,7 @@ from workqueue_core.callbacks import (
 from workqueue_core.errors import InvalidInput, InvalidTransition, UnknownWork
 from workqueue_core.models import ExecutionRecord, Failure, Targeting, WorkStatus
 from workqueue_core.replay import agrees, replay
-from workqueue_core.retry import RetryPolicy
+from workqueue_core.retry import Jitter, RetryPolicy
 from workqueue_core.service import BrokerService, SubmitRequest, check_callback_url
 from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
 from workqueue_memory import MemoryStore
@@ -294,6 +294,68 @@ async def test_outcomes_are_reported() -> None:
     assert seen[0].retry_at == clock.now() + timedelta(seconds=10)
 
 
+async def test_a_post_of_a_replaced_record_is_not_counted_for_the_new_one(
+    service: BrokerService, clock: FakeClock
+) -> None:
+    """Requeued and ended again while its old record was being posted: the 200 for
+    the old record does not mark the new record's delivery done."""
+    work_id = await finish(service, outcome="fail")
+    agent = (await service.register_agent("again")).agent
+
+    class ReplacingPoster(FakePoster):
+        async def post(
+            self, url: str, body: bytes, headers: Mapping[str, str], timeout: float
+        ) -> int:
+            await service.requeue(work_id)
+            clock.advance(1)
+            [item] = await service.claim_next(agent.id)
+            await service.complete(item.token, agent.id)
+            return await super().post(url, body, headers, timeout)
+
+    replacing = ReplacingPoster()
+    assert await deliver(service, replacing, CallbackPolicy()) == 1
+    assert replacing.posts[0].body == f"{work_id} FAILED".encode()
+    assert callback_events(await service.events(work_id)) == []  # nothing recorded
+    record = await service.store.get_record(work_id)
+    assert record is not None
+    with pytest.raises(InvalidTransition, match="replaced"):
+        await service.store.record_callback(
+            work_id,
+            clock.now(),
+            delivered=True,
+            detail="x",
+            retry_at=None,
+            finished_at=record.finished_at - timedelta(seconds=1),
+        )
+    poster = FakePoster()
+    assert await deliver(service, poster, CallbackPolicy()) == 1  # the new record is due
+    assert [p.body for p in poster.posts] == [f"{work_id} SUCCEEDED".encode()]
+    assert poster.posts[0].headers["X-Workqueue-Finished-At"] == record.finished_at.isoformat()
+
+
+async def test_records_are_taken_only_as_many_as_are_posted_at_once(
+    service: BrokerService, clock: FakeClock
+) -> None:
+    """A slow receiver cannot keep taken records waiting past their lease."""
+    for _ in range(5):
+        await finish(service)
+    taken: list[int] = []
+    store = service.store
+    original = store.callbacks_due
+
+    async def spy(now: object, limit: int = 100, lease: object = None) -> object:
+        records = await original(now, limit, lease)  # type: ignore[arg-type]
+        taken.append(len(records))
+        return records
+
+    store.callbacks_due = spy  # type: ignore[method-assign]
+    policy = CallbackPolicy(concurrency=2)
+    assert await deliver_due(store, FakePoster(), clock, policy, encode, limit=4) == 4
+    assert taken == [2, 2]
+    assert await deliver_due(store, FakePoster(), clock, policy, encode, limit=4) == 1
+    assert taken == [2, 2, 1]
+
+
 def test_policy_bounds() -> None:
     assert CallbackPolicy().retry_at(7, FakeClock().now()) is not None
     assert CallbackPolicy().retry_at(8, FakeClock().now()) is None
@@ -304,6 +366,8 @@ def test_policy_bounds() -> None:
         CallbackPolicy(timeout=0)
     with pytest.raises(InvalidInput, match="lease"):
         CallbackPolicy(timeout=60, lease=timedelta(seconds=30))
+    with pytest.raises(InvalidInput, match="jitter"):
+        CallbackPolicy(backoff=RetryPolicy(jitter=Jitter.FULL))
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import msgspec
 from workqueue_core.callbacks import CallbackTransportError
 from workqueue_core.models import ExecutionRecord
 from workqueue_http import wire
+from workqueue_http.wire import redact_url
 
 __all__ = ["HttpxCallbackPoster", "encode_record", "redact_url"]
 
@@ -31,19 +32,6 @@ __all__ = ["HttpxCallbackPoster", "encode_record", "redact_url"]
 def encode_record(record: ExecutionRecord) -> bytes:
     """The callback body: the record in the wire format of ``GET /work/{id}``."""
     return msgspec.json.encode(wire.view_out(record))
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host[:port]/path``: without user, password, query or fragment."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "<invalid URL>"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def _secrets_of(url: str) -> list[str]:

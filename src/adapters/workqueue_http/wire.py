@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import msgspec
@@ -388,6 +389,19 @@ def failure_out(failure: Failure) -> FailureWire:
     )
 
 
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path``: without user, password, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "<invalid URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def item_out(item: WorkItem) -> WorkItemOut:
     """The wire form of a work item."""
     return WorkItemOut(
@@ -403,7 +417,9 @@ def item_out(item: WorkItem) -> WorkItemOut:
         idempotency_key=item.idempotency_key,
         correlation_id=item.correlation_id,
         labels=dict(item.labels),
-        callback_url=item.callback_url,
+        # Redacted: agents claiming the item and admins reading it have no use for the
+        # credentials or tokens in it; only the broker posts to the full URL.
+        callback_url=None if item.callback_url is None else redact_url(item.callback_url),
         status=item.status.value,
         attempt=item.attempt,
         executions=item.executions,

@@ -147,9 +147,15 @@ class MemoryStore:
         delivered: bool,
         detail: str,
         retry_at: datetime | None,
+        finished_at: datetime | None = None,
     ) -> Event:
         return self.state.record_callback(
-            work_id, now, delivered=delivered, detail=detail, retry_at=retry_at
+            work_id,
+            now,
+            delivered=delivered,
+            detail=detail,
+            retry_at=retry_at,
+            finished_at=finished_at,
         )
 
     async def stats(self) -> Stats:

@@ -707,6 +707,7 @@ class PostgresStore:
         delivered: bool,
         detail: str,
         retry_at: datetime | None,
+        finished_at: datetime | None = None,
     ) -> Event:
         callbacks.check_retry_at(retry_at)
         async with self._tx("record_callback") as conn:
@@ -714,7 +715,7 @@ class PostgresStore:
             record = None if row is None else (await self._records(conn, [row]))[0]
             queued = None if record is not None else await self._load_item(conn, work_id, False)
             pending = row is not None and row[-1] is not None
-            record = callbacks.check_callback(work_id, queued, record, pending)
+            record = callbacks.check_callback(work_id, queued, record, pending, finished_at)
             following = callbacks.next_attempt(delivered, retry_at)
             await conn.execute(self.sql.set_callback_due, (following, work_id))
             event = callbacks.callback_event(record, now, detail)

@@ -714,6 +714,7 @@ class SqliteStore:
         delivered: bool,
         detail: str,
         retry_at: datetime | None,
+        finished_at: datetime | None = None,
     ) -> Event:
         callbacks.check_retry_at(retry_at)
 
@@ -725,7 +726,7 @@ class SqliteStore:
                 and tx.one("SELECT 1 FROM work_callbacks WHERE work_id = ?", key) is not None
             )
             record = callbacks.check_callback(
-                work_id, tx.item(work_id) if record is None else None, record, pending
+                work_id, tx.item(work_id) if record is None else None, record, pending, finished_at
             )
             following = callbacks.next_attempt(delivered, retry_at)
             if following is None:

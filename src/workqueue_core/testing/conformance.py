@@ -806,6 +806,15 @@ class ConformanceMachine(RuleBasedStateMachine):
         detail = data.draw(wst.payloads(["callback failed: HTTP 500"], 300), label="detail")
         retry_at = self.now + timedelta(seconds=delay) + micros if outcome == "failed" else None
         delivered = outcome == "delivered"
+        # As taken: mostly the record's own finished_at; sometimes none, or another
+        # record's (a delivery posted before a requeue and a new end), refused.
+        record = self.model.get_record(work_id) if work_id != UNKNOWN else None
+        taken = data.draw(st.integers(0, 5), label="finished_at as taken")
+        finished_at = None
+        if record is not None and taken > 0:
+            finished_at = record.finished_at
+            if taken == 1:
+                finished_at -= timedelta(microseconds=1)
         self._both(
             "record_callback",
             functools.partial(
@@ -815,6 +824,7 @@ class ConformanceMachine(RuleBasedStateMachine):
                 delivered=delivered,
                 detail=detail,
                 retry_at=retry_at,
+                finished_at=finished_at,
             ),
             functools.partial(
                 self.model.record_callback,
@@ -823,6 +833,7 @@ class ConformanceMachine(RuleBasedStateMachine):
                 delivered=delivered,
                 detail=detail,
                 retry_at=retry_at,
+                finished_at=finished_at,
             ),
         )
         if work_id != UNKNOWN:

@@ -265,3 +265,25 @@ async def test_listing_pages_with_a_cursor(admin: BrokerClient, broker: Broker) 
         WorkQuery(limit=10, after=Cursor(first[-1].created_at, first[-1].id))
     )
     assert [i.id for i in rest] == ids[2:]
+
+
+async def test_callback_urls_leave_the_api_without_their_secrets(
+    broker: Broker, admin: BrokerClient
+) -> None:
+    """Agents and admins see the callback URL's host and path, never its credentials
+    or query; the broker keeps the full URL for posting."""
+    url = "https://hook-user:hook-pass@hooks.example.com:8443/done/x?token=t0ps3cret"
+    redacted = "https://hooks.example.com:8443/done/x"
+    a = await admin.register_agent("agent-hook")
+    submitted = (await admin.submit(work(Targeting.everyone(), callback_url=url))).item
+    assert submitted.callback_url == redacted
+    async with BrokerClient(broker.url, a.token) as agent:
+        [pending] = await agent.pending(a.agent.id)
+        [claimed] = await agent.claim_next(a.agent.id)
+        seen = await admin.get(claimed.id)
+        assert isinstance(seen, WorkItem)
+        assert {pending.callback_url, claimed.callback_url, seen.callback_url} == {redacted}
+        record = await agent.complete(claimed.token, a.agent.id)
+    assert record.item.callback_url == redacted
+    stored = await broker.service.store.get_record(claimed.id)
+    assert stored is not None and stored.item.callback_url == url
