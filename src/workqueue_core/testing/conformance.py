@@ -94,6 +94,13 @@ def _fail(message: str) -> ConformanceError:
     return ConformanceError(message)
 
 
+def _pick_or_none(data: st.DataObject, choices: Sequence[T], label: str) -> T | None:
+    """Like ``_pick``, but None when there is nothing to choose; draws the same either way,
+    so whether the store's state offers a choice does not change what is drawn."""
+    index = data.draw(st.integers(0, 2**16), label=label)
+    return choices[index % len(choices)] if choices else None
+
+
 def _pick(data: st.DataObject, choices: Sequence[T], label: str) -> T:
     """One of ``choices``, drawn with fixed bounds.
 
@@ -221,7 +228,8 @@ class ConformanceMachine(RuleBasedStateMachine):
             for i in self.model.query(WorkQuery(status=WorkStatus.CLAIMED, limit=10_000))
             if i.claimed_by is not None
         ]
-        pool = held if held and data.draw(st.integers(0, 2), label="held") > 0 else self.tokens
+        use_held = data.draw(st.integers(0, 2), label="held") > 0
+        pool = held if held and use_held else self.tokens
         token, holder = _pick(data, pool, "token")
         if data.draw(st.integers(0, 9), label="other agent") == 0:
             holder = self._agent(data)
@@ -373,10 +381,10 @@ class ConformanceMachine(RuleBasedStateMachine):
             r.id for r in self.model.query_log(LogQuery(status=WorkStatus.FAILED, limit=10_000))
         ]
         work_id = self._work(data)
-        if failed:
-            chosen: bool = data.draw(st.booleans(), label="a failed one")
-            if chosen:
-                work_id = _pick(data, failed, "work")
+        chosen: bool = data.draw(st.booleans(), label="a failed one")
+        failed_one = _pick_or_none(data, failed, "failed")
+        if chosen and failed_one is not None:
+            work_id = failed_one
         self._both(
             "requeue",
             functools.partial(self.store.requeue, work_id, "admin", self.now),
@@ -610,8 +618,9 @@ class ConformanceMachine(RuleBasedStateMachine):
             if i.lease_expires_at is not None and i.lease_expires_at > self.now
         ]
         jump: int = data.draw(st.integers(0, 3), label="jump to a lease expiry")
-        if leases and jump:
-            self.now = _pick(data, sorted(leases), "now")
+        expiry = _pick_or_none(data, sorted(leases), "now")
+        if expiry is not None and jump:
+            self.now = expiry
         ops: list[tuple[str, Callable[[], Awaitable[Any]], Callable[[QueueState], Any]]] = [
             (
                 "sweep",
@@ -797,19 +806,22 @@ class ConformanceMachine(RuleBasedStateMachine):
         delivered, abandoned, without a URL) or an unknown one, which is refused.
         """
         pending = [r.id for r in self._pending_callbacks()]
-        if pending and data.draw(st.integers(0, 3), label="a pending one") > 0:
-            work_id = _pick(data, pending, "work")
-        elif data.draw(st.integers(0, 9), label="unknown") == 0:
-            work_id = UNKNOWN
+        # Every draw is made whatever the state offers (see ``_pick_or_none``).
+        prefer_pending = data.draw(st.integers(0, 3), label="a pending one") > 0
+        pending_one = _pick_or_none(data, pending, "pending")
+        unknown = data.draw(st.integers(0, 9), label="unknown") == 0
+        any_one = self._work(data)
+        if prefer_pending and pending_one is not None:
+            work_id = pending_one
         else:
-            work_id = self._work(data)
+            work_id = UNKNOWN if unknown else any_one
         detail = data.draw(wst.payloads(["callback failed: HTTP 500"], 300), label="detail")
         retry_at = self.now + timedelta(seconds=delay) + micros if outcome == "failed" else None
         delivered = outcome == "delivered"
         # As taken: mostly the record's own finished_at; sometimes none, or another
         # record's (a delivery posted before a requeue and a new end), refused.
         record = self.model.get_record(work_id) if work_id != UNKNOWN else None
-        taken = data.draw(st.integers(0, 5), label="finished_at as taken")
+        taken = data.draw(st.integers(0, 9), label="finished_at as taken")
         finished_at = None
         if record is not None and taken > 0:
             finished_at = record.finished_at
@@ -838,6 +850,13 @@ class ConformanceMachine(RuleBasedStateMachine):
         )
         if work_id != UNKNOWN:
             self.touched.add(work_id)
+        # What is due right after the attempt (read only, no lease): a retry time that
+        # is not honoured, or a delivery that does not end, shows at once.
+        self._both(
+            "callbacks_due after record_callback",
+            functools.partial(self.store.callbacks_due, self.now, 100),
+            functools.partial(self.model.callbacks_due, self.now, 100),
+        )
 
     @rule(limit=st.sampled_from([1, 2, 100]))
     def concurrent_callbacks_due(self, limit: int) -> None:

@@ -279,6 +279,6 @@ def work_items(
         idempotency_key=st.none() | st.sampled_from(["k1", "k2", "k3", "k'\\\"ü"]),
         correlation_id=st.just(str(work_id)) | texts(255).map(lambda t: t or "-"),
         labels=item_labels(),
-        callback_url=st.none() | st.none() | st.sampled_from(CALLBACK_URLS),
+        callback_url=st.none() | st.sampled_from(CALLBACK_URLS),
         status=st.sampled_from([WorkStatus.PENDING] * 5 + [WorkStatus.HELD]),
     )
