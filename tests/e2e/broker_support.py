@@ -195,3 +195,10 @@ def database_url(kind: str, workdir: Path) -> Iterator[str]:
             yield url
     else:
         raise ValueError(kind)
+
+
+@contextmanager
+def broker_on(kind: str, workdir: Path, extra_env: dict[str, str]) -> Iterator[BrokerProcess]:
+    """A started broker on a fresh ``sqlite`` or ``postgresql`` database, all cleaned up after."""
+    with database_url(kind, workdir) as url, running_broker(url, workdir, extra_env=extra_env) as b:
+        yield b

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from broker_support import BrokerProcess, database_url, running_broker
+from broker_support import BrokerProcess, broker_on
 
 from workqueue_core.models import Targeting, WorkStatus
 from workqueue_core.service import SubmitRequest
@@ -62,10 +62,7 @@ def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:
     workdir: Path = tmp_path_factory.mktemp(f"callbacks-{request.param}")
-    with (
-        database_url(request.param, workdir) as url,
-        running_broker(url, workdir, extra_env={"WORKQUEUE_CALLBACK_INTERVAL": "100ms"}) as process,
-    ):
+    with broker_on(request.param, workdir, {"WORKQUEUE_CALLBACK_INTERVAL": "100ms"}) as process:
         yield process
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from broker_support import BrokerProcess, database_url, running_broker
+from broker_support import BrokerProcess, broker_on
 
 from workqueue_core.errors import (
     InvalidTransition,
@@ -48,10 +48,7 @@ def broker(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerProcess]:
     workdir: Path = tmp_path_factory.mktemp(f"lifecycle-{request.param}")
-    with (
-        database_url(request.param, workdir) as url,
-        running_broker(url, workdir, extra_env={"WORKQUEUE_SWEEP_INTERVAL": "200ms"}) as process,
-    ):
+    with broker_on(request.param, workdir, {"WORKQUEUE_SWEEP_INTERVAL": "200ms"}) as process:
         yield process
 
 
