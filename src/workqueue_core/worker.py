@@ -76,7 +76,7 @@ from workqueue_core.worker_handlers import (
     clean_failure,
     default_classify,
 )
-from workqueue_core.worker_reports import CompletionBatcher, ReportPolicy, call_with_retries
+from workqueue_core.worker_reports import CompletionReporter, ReportPolicy, call_with_retries
 
 __all__ = [
     "SHUTDOWN",
@@ -240,6 +240,7 @@ class _Run:
     """One claimed attempt in flight, and when its next heartbeat is due (anyio time)."""
 
     item: WorkItem
+    token: ClaimToken
     job: Job
     period: float
     due: float
@@ -285,7 +286,10 @@ class Worker:
         self.options = options or WorkerOptions()
         self.stats = WorkerStats()
         self._agent_id = agent_id
-        self._batcher = CompletionBatcher(source, self.options.report)
+        self._reporter: CompletionReporter[_Run] = CompletionReporter(
+            source, self.options.report, self._answered
+        )
+        self._task_group: TaskGroup | None = None
         self._running: dict[ClaimToken, _Run] = {}  # by token: a re-claim is a new run
         self._stopping = False
         self._started = False
@@ -346,6 +350,8 @@ class Worker:
         agent_id = await self._ensure_agent()
         work_types = self.handlers.work_types
         async with anyio.create_task_group() as tg:
+            self._task_group = tg
+            tg.start_soon(self._reporter.run)
             tg.start_soon(self._agent_loop, agent_id)
             tg.start_soon(self._heartbeat_loop, agent_id)
             self._claiming = True
@@ -373,11 +379,15 @@ class Worker:
     def _notify(self) -> None:
         if self._changed is not None:
             self._changed.set()
-            self._changed = anyio.Event()
 
     async def _wait_until(self, condition: Callable[[], bool]) -> None:
+        # One event serves every waiter until it is set; the first waiter to find it set
+        # replaces it, then checks again (nothing runs between that check and the wait).
         while not condition():
             assert self._changed is not None
+            if self._changed.is_set():
+                self._changed = anyio.Event()
+                continue
             await self._changed.wait()
 
     async def _agent_loop(self, agent_id: UUID) -> None:
@@ -420,18 +430,23 @@ class Worker:
     def _start(self, tg: TaskGroup, item: WorkItem, agent_id: UUID) -> None:
         period = heartbeat_period(item.claim_timeout, self.options.heartbeat_interval)
         due = anyio.current_time() + period
-        run = _Run(item, Job(item), period, due)
+        run = _Run(item, item.token, Job(item), period, due)
         self._wake_heartbeats_by(due)
         if self._grace_over:
             run.stop(_shutdown())
-        self._running[item.token] = run
+        self._running[run.token] = run
         self.stats.claimed += 1
-        tg.start_soon(self._execute, run, agent_id, name=f"work {item.work_type} {item.id}")
+        tg.start_soon(self._execute, run, agent_id, name="workqueue handler")
 
     async def _execute(self, run: _Run, agent_id: UUID) -> None:
+        handed_over = False  # a queued completion: the reporter's answer ends the run
         try:
             outcome = await self._attempt(run)
-            if outcome is not None:
+            if isinstance(outcome, Success) and self._reporter.put(
+                run, Completion(run.token, agent_id, outcome.result, run.job.local_retries)
+            ):
+                run.reported = handed_over = True
+            elif outcome is not None:
                 with anyio.CancelScope(shield=True):
                     await self._report(run, agent_id, outcome)
         except anyio.get_cancelled_exc_class():
@@ -441,8 +456,12 @@ class Worker:
                     await self._report(run, agent_id, failure)
             raise
         finally:
-            del self._running[run.item.token]
-            self._notify()
+            if not handed_over:
+                self._finish(run)
+
+    def _finish(self, run: _Run) -> None:
+        del self._running[run.token]
+        self._notify()
 
     async def _attempt(self, run: _Run) -> Outcome | None:
         """Run the handler in the claim's cancel scope; None when the claim was lost."""
@@ -513,7 +532,7 @@ class Worker:
                 if run.reported or run.scope.cancel_called:
                     return
                 with anyio.move_on_after(self.options.report.call_timeout):
-                    await self.source.heartbeat(run.item.token, agent_id, run.job.local_retries)
+                    await self.source.heartbeat(run.token, agent_id, run.job.local_retries)
         except (LeaseLost, NotClaimOwner, UnknownWork) as error:
             if not run.reported:
                 run.lose(error)
@@ -534,20 +553,44 @@ class Worker:
         if run.reported:
             return
         run.reported = True
-        token = run.item.token
-        local = run.job.local_retries
         if isinstance(outcome, Success):
-            answer = await self._batcher.complete(
-                Completion(token, agent_id, outcome.result, local)
-            )
-            if isinstance(answer, ExecutionRecord):
-                self.stats.succeeded += 1
+            completion = Completion(run.token, agent_id, outcome.result, run.job.local_retries)
+            [answer] = await self._reporter.send([completion])
+            instead = self._settle(run, answer)
+            if instead is None:
                 return
-            if not isinstance(answer, InvalidInput):
-                self._report_refused(run, answer)
-                return
-            # the broker refused the result itself: the attempt fails instead of staying claimed
-            outcome = Failure.permanent(INVALID_RESULT, str(answer))
+            outcome = instead
+        await self._report_failure(run, agent_id, outcome)
+
+    def _answered(self, run: _Run, answer: ExecutionRecord | WorkqueueError) -> None:
+        """The reporter's answer to a queued completion: the run ends, or fails instead."""
+        instead = self._settle(run, answer)
+        if instead is None or self._task_group is None or self._agent_id is None:
+            self._finish(run)
+        else:
+            self._task_group.start_soon(self._fail_instead, run, self._agent_id, instead)
+
+    async def _fail_instead(self, run: _Run, agent_id: UUID, failure: Failure) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._report_failure(run, agent_id, failure)
+        finally:
+            self._finish(run)
+
+    def _settle(self, run: _Run, answer: ExecutionRecord | WorkqueueError) -> Failure | None:
+        """Count the answer to a completion; a failure to report when the result was refused."""
+        if isinstance(answer, ExecutionRecord):
+            self.stats.succeeded += 1
+            return None
+        if not isinstance(answer, InvalidInput):
+            self._report_refused(run, answer)
+            return None
+        # the broker refused the result itself: the attempt fails instead of staying claimed
+        return Failure.permanent(INVALID_RESULT, str(answer))
+
+    async def _report_failure(self, run: _Run, agent_id: UUID, outcome: Failure) -> None:
+        token = run.token
+        local = run.job.local_retries
         failure = clean_failure(outcome)
         if failure.reason == SHUTDOWN:
             self.stats.released += 1

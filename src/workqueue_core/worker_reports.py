@@ -1,8 +1,9 @@
 """Reporting attempts to the broker: batched completions and retried failure reports.
 
 Completions of several handlers that finish close together go out in one
-``complete_many`` call: the first reporter flushes whatever has gathered while its
-call was in flight (no added delay). A report that meets ``StoreUnavailable`` or a
+``complete_many`` call: a reporter task sends whatever has gathered while its
+previous call was in flight (no added delay), and the handlers' tasks do not wait
+for the answer. A report that meets ``StoreUnavailable`` or a
 timeout is retried a few times; repeating a report with the same token is safe
 (complete is idempotent per token, a repeated fail is refused as lease lost).
 """
@@ -11,20 +12,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
-import anyio.lowlevel
 import attrs
 
 from workqueue_core.errors import StoreUnavailable, WorkqueueError
 from workqueue_core.models import Completion, ExecutionRecord
 
-__all__ = ["CompletionBatcher", "ReportPolicy", "call_with_retries"]
+__all__ = ["CompletionReporter", "ReportPolicy", "call_with_retries"]
 
 log = logging.getLogger("workqueue.worker")
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 MAX_COMPLETION_BATCH = 1000
 
@@ -66,77 +67,86 @@ async def call_with_retries(call: Callable[[], Awaitable[T]], policy: ReportPoli
     raise StoreUnavailable(str(last)) from last
 
 
-@attrs.define
-class _Pending:
-    completion: Completion
-    done: anyio.Event = attrs.field(factory=anyio.Event)
-    outcome: ExecutionRecord | WorkqueueError | None = None
+class CompletionReporter(Generic[K]):
+    """Sends completions with ``complete_many`` from a task of its own, one call at a time.
 
-
-class CompletionBatcher:
-    """Gathers completions and sends them with ``complete_many``, one call at a time.
-
-    Call ``complete`` inside a shielded cancel scope: the caller that starts a flush
-    keeps flushing until the buffer is empty and wakes every waiter, so it must
-    not be interrupted.
+    ``put(key, completion)`` queues a completion without waiting; ``run()`` (started
+    in the worker's task group) sends whatever has gathered while the previous call
+    was in flight, and hands each answer to ``on_answer(key, answer)``: the log
+    record, or the error the broker answered for that entry. When ``run()`` is
+    cancelled it sends what is queued in a shielded scope and closes: ``put`` then
+    returns False and the caller reports with ``send`` itself.
     """
 
-    def __init__(self, sink: _CompletionSink, policy: ReportPolicy) -> None:
+    def __init__(
+        self,
+        sink: _CompletionSink,
+        policy: ReportPolicy,
+        on_answer: Callable[[K, ExecutionRecord | WorkqueueError], None],
+    ) -> None:
         self._sink = sink
         self._policy = policy
-        self._buffer: list[_Pending] = []
-        self._flushing = False
+        self._on_answer = on_answer
+        self._queue: list[tuple[K, Completion]] = []
+        self._wake: anyio.Event | None = None
+        self._closed = False
 
-    async def complete(self, completion: Completion) -> ExecutionRecord | WorkqueueError:
-        """Record one success; returns its log record or the error the broker answered."""
-        entry = _Pending(completion)
-        self._buffer.append(entry)
-        if not self._flushing:
-            self._flushing = True
+    def put(self, key: K, completion: Completion) -> bool:
+        """Queue one completion; False when the reporter has stopped (send it yourself)."""
+        if self._closed:
+            return False
+        self._queue.append((key, completion))
+        if self._wake is not None:
+            self._wake.set()
+        return True
+
+    async def run(self) -> None:
+        """Send queued completions until cancelled; then send the rest and close."""
+        try:
+            while True:
+                if not self._queue:
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+                    self._wake = None
+                with anyio.CancelScope(shield=True):
+                    await self._send_queued()
+        finally:
+            self._closed = True
+            with anyio.CancelScope(shield=True):
+                while self._queue:
+                    await self._send_queued()
+
+    async def _send_queued(self) -> None:
+        batch = self._queue[:MAX_COMPLETION_BATCH]
+        del self._queue[:MAX_COMPLETION_BATCH]
+        answers = await self.send([completion for _, completion in batch])
+        for (key, _), answer in zip(batch, answers, strict=True):
             try:
-                await anyio.lowlevel.checkpoint()  # let handlers ending in this same step join
-                while self._buffer:
-                    batch = self._buffer[:MAX_COMPLETION_BATCH]
-                    del self._buffer[:MAX_COMPLETION_BATCH]
-                    await self._flush(batch)
-            finally:
-                self._flushing = False
-        await entry.done.wait()
-        assert entry.outcome is not None
-        return entry.outcome
+                self._on_answer(key, answer)
+            except Exception:  # one bad callback must not strand the other answers
+                log.exception("handling the answer to a completion failed")
 
-    async def _flush(self, batch: list[_Pending]) -> None:
-        interrupted = StoreUnavailable("the completion report was interrupted")
-        outcomes: Sequence[ExecutionRecord | WorkqueueError] = [interrupted] * len(batch)
+    async def send(
+        self, completions: Sequence[Completion]
+    ) -> list[ExecutionRecord | WorkqueueError]:
+        """Send ``completions`` now (retried); one answer per entry, never raises."""
         try:
             answered = await call_with_retries(
-                lambda: self._sink.complete_many([p.completion for p in batch]), self._policy
+                lambda: self._sink.complete_many(completions), self._policy
             )
-            if len(answered) != len(batch):
+            if len(answered) != len(completions):
                 raise StoreUnavailable(
-                    f"complete_many answered {len(answered)} outcomes for {len(batch)} completions"
+                    f"complete_many answered {len(answered)} outcomes "
+                    f"for {len(completions)} completions"
                 )
-            outcomes = answered
+            return list(answered)
         except StoreUnavailable as error:
-            outcomes = [error] * len(batch)
+            return [error] * len(completions)
         except WorkqueueError as error:
             # one entry spoilt the whole call (e.g. a result the broker refuses): one by one
-            outcomes = [error] if len(batch) == 1 else [await self._one(p) for p in batch]
+            if len(completions) == 1:
+                return [error]
+            return [(await self.send([c]))[0] for c in completions]
         except Exception as error:  # a broken source must not strand the waiters
             log.exception("completion report failed")
-            outcomes = [StoreUnavailable(f"{type(error).__name__}: {error}")] * len(batch)
-        finally:
-            for entry, outcome in zip(batch, outcomes, strict=True):
-                entry.outcome = outcome
-                entry.done.set()
-
-    async def _one(self, entry: _Pending) -> ExecutionRecord | WorkqueueError:
-        try:
-            [outcome] = await call_with_retries(
-                lambda: self._sink.complete_many([entry.completion]), self._policy
-            )
-        except WorkqueueError as error:
-            return error
-        except Exception as error:
-            return StoreUnavailable(f"{type(error).__name__}: {error}")
-        return outcome
+            return [StoreUnavailable(f"{type(error).__name__}: {error}")] * len(completions)

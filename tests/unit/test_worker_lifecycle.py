@@ -8,7 +8,7 @@ concurrency limit and graceful shutdown.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from uuid import UUID
@@ -24,8 +24,10 @@ from test_worker_support import (
     until,
 )
 
+from workqueue_core.errors import InvalidInput, WorkqueueError
 from workqueue_core.models import (
     LEASE_EXPIRED,
+    Completion,
     ExecutionRecord,
     Failure,
     FailureClass,
@@ -298,6 +300,44 @@ async def test_a_result_the_broker_cannot_keep_is_a_permanent_failure(
     assert record.status is WorkStatus.FAILED
     assert record.item.last_error is not None
     assert record.item.last_error.reason == "InvalidResult"
+
+
+class RefusingSource(GatedSource):
+    """A broker that refuses results it cannot keep with ``InvalidInput`` for the whole
+    call (as the HTTP broker does with a bad entry), though the worker found them fine."""
+
+    async def complete_many(
+        self, completions: Sequence[Completion]
+    ) -> list[ExecutionRecord | WorkqueueError]:
+        if any(c.result == "refused by the broker" for c in completions):
+            raise InvalidInput("the broker refuses this result")
+        return await super().complete_many(completions)
+
+
+async def test_a_result_the_broker_refuses_fails_only_its_own_attempt(harness: Harness) -> None:
+    worker = Worker(
+        RefusingSource(harness.service), name="worker-1", options=fast_options(concurrency=4)
+    )
+    release = anyio.Event()
+
+    @worker.handler("answer")
+    async def answer(job: Job) -> str:
+        await release.wait()  # let all four finish together: one batch
+        return job.spec
+
+    refused = await harness.submit("answer", spec="refused by the broker")
+    kept = [await harness.submit("answer", spec=f"fine {i}") for i in range(3)]
+    async with running(worker):
+        await until(lambda: worker.running == 4)
+        release.set()
+        [bad, *good] = await harness.wait_ended(refused, *kept)
+
+    assert bad.status is WorkStatus.FAILED
+    assert bad.item.last_error is not None
+    assert bad.item.last_error.reason == "InvalidResult"
+    assert [r.status for r in good] == [WorkStatus.SUCCEEDED] * 3
+    assert [r.result for r in good] == ["fine 0", "fine 1", "fine 2"]
+    assert (worker.stats.succeeded, worker.stats.failed) == (3, 1)
 
 
 async def test_failure_text_is_cleaned_before_it_is_reported(harness: Harness) -> None:

@@ -176,15 +176,15 @@ _LOG_FROM_DONE = ", ".join(
 COMPLETE_MANY = f"""
 WITH input AS (
     SELECT *
-    FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(agents)s::uuid[],
-                %(results)s::text[], %(local_retries)s::int[])
+    FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(agents)b::uuid[],
+                %(results)s::text[], %(local_retries)b::int[])
          AS i(work_id, attempt, agent_id, result, local_retries)
 ), done AS (
     DELETE FROM {{s}}.work_queue q
     USING input i
     -- CLAIMED by the holder (work_queue_holder_iff_claimed); no status condition, which
     -- would let the planner pick the lease index and walk its dead entries.
-    WHERE q.id = ANY(%(ids)s::uuid[]) AND q.id = i.work_id
+    WHERE q.id = ANY(%(ids)b::uuid[]) AND q.id = i.work_id
       AND q.attempt = i.attempt AND q.claimed_by = i.agent_id
     RETURNING {_Q_ITEMS}, i.result AS in_result, i.local_retries AS in_lr
 ), charged AS (
