@@ -156,7 +156,7 @@ class WorkStore(Protocol):
     async def callbacks_due(
         self, now: datetime, limit: int = 100, lease: timedelta | None = None
     ) -> list[ExecutionRecord]:
-        """Log records whose completion callback is due, by (finished_at, id).
+        """Log records whose completion callback is due, by (next attempt, finished_at, id).
 
         Due: the record has a ``callback_url``, its delivery is neither done nor
         abandoned, and its next attempt is at or before ``now``. A record enters the

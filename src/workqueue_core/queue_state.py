@@ -337,10 +337,14 @@ class QueueState:
     ) -> list[ExecutionRecord]:
         _check_limit(limit)
         callbacks.check_lease(lease)
-        due = sorted(
-            (self._log[work_id] for work_id, at in self._callbacks.items() if at <= now),
-            key=lambda r: (r.finished_at, r.id),
-        )[:limit]
+        due = [
+            self._log[work_id]
+            for at, _, work_id in sorted(
+                (at, self._log[work_id].finished_at, work_id)
+                for work_id, at in self._callbacks.items()
+                if at <= now
+            )[:limit]
+        ]
         if lease is not None:
             for record in due:
                 self._callbacks[record.id] = callbacks.leased_until(now, lease)

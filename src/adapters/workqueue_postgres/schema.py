@@ -144,7 +144,18 @@ ALTER TABLE {s}.work_queue ADD CONSTRAINT work_queue_holder_iff_claimed
     CHECK ((status = 'CLAIMED') = (claimed_by IS NOT NULL));
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+_V4 = """
+-- callbacks_due takes due deliveries by (next attempt, finished_at, id), read in that
+-- order from this index. By (finished_at, id), a pass tested every pending delivery
+-- row by row, so a receiver down for long (every delivery in backoff) made each pass
+-- cost the whole backlog.
+DROP INDEX {s}.work_execution_log_callbacks;
+CREATE INDEX work_execution_log_callback_due
+    ON {s}.work_execution_log (callback_due_at, finished_at, id)
+    WHERE callback_due_at IS NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 """Migration n (1-based) is ``MIGRATIONS[n - 1]``; never edit one that has shipped."""
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -265,9 +265,9 @@ INSERT_RECORD = (
 
 CALLBACKS_DUE = f"""
 WITH due AS (
-    SELECT id FROM {{s}}.work_execution_log
+    SELECT id, callback_due_at AS due_at, finished_at FROM {{s}}.work_execution_log
     WHERE callback_due_at IS NOT NULL AND callback_due_at <= %(now)s
-    ORDER BY finished_at, id
+    ORDER BY callback_due_at, finished_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), leased AS (
@@ -277,9 +277,10 @@ WITH due AS (
 )
 SELECT {", ".join(f"l.{c}" for c in LOG_COLUMNS)}
 FROM {{s}}.work_execution_log l JOIN due ON l.id = due.id
-ORDER BY l.finished_at, l.id
+ORDER BY due.due_at, due.finished_at, due.id
 """
-"""Log records whose callback is due, oldest first; with ``until`` their next attempt
+"""Log records whose callback is due, longest due first (then by finish, id), read in
+that order from ``work_execution_log_callback_due``; with ``until`` their next attempt
 moves there in the same statement. Rows another caller is taking are skipped."""
 
 SELECT_CALLBACK_FOR_UPDATE = (

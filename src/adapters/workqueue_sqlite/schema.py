@@ -115,6 +115,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ) WITHOUT ROWID""",
         """CREATE INDEX work_callbacks_due ON work_callbacks (finished_at, work_id)""",
     ),
+    # 3: callbacks_due takes due deliveries by (next attempt, finished_at, id), read in
+    # that order from the index; by (finished_at, id) it tested every pending delivery
+    # (all of them in backoff while a receiver is down) on every pass.
+    (
+        """DROP INDEX work_callbacks_due""",
+        """CREATE INDEX work_callbacks_next ON work_callbacks (next_at, finished_at, work_id)""",
+    ),
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

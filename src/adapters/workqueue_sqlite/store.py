@@ -85,6 +85,14 @@ _INSERT_TARGET: Final = (
     "INSERT INTO work_targets (agent_id, neg_priority, created_at, work_id) VALUES (?, ?, ?, ?)"
 )
 _RECORD_COLUMNS_OF_L: Final = ", ".join(f"l.{c}" for c in codec.RECORD_COLUMNS)
+
+CALLBACKS_DUE_SQL: Final = (
+    f"SELECT {_RECORD_COLUMNS_OF_L} FROM work_callbacks AS c"
+    " CROSS JOIN work_execution_log AS l ON l.id = c.work_id"
+    " WHERE c.next_at <= ? ORDER BY c.next_at, c.finished_at, c.work_id LIMIT ?"
+)
+"""Due deliveries in the order ``callbacks_due`` promises, read in that order from the
+index ``work_callbacks_next``: deliveries in backoff are never read."""
 _UPDATE_AGENT: Final = (
     "UPDATE agents SET " + ", ".join(f"{c} = ?" for c in codec.AGENT_COLUMNS[1:]) + " WHERE id = ?"
 )
@@ -689,12 +697,7 @@ class SqliteStore:
         callbacks.check_lease(lease)
 
         def op(tx: _Tx) -> list[ExecutionRecord]:
-            rows = tx.conn.execute(
-                f"SELECT {_RECORD_COLUMNS_OF_L} FROM work_callbacks AS c"
-                " CROSS JOIN work_execution_log AS l ON l.id = c.work_id"
-                " WHERE c.next_at <= ? ORDER BY c.finished_at, c.work_id LIMIT ?",
-                (codec.to_us(now), limit),
-            ).fetchall()
+            rows = tx.conn.execute(CALLBACKS_DUE_SQL, (codec.to_us(now), limit)).fetchall()
             records = [codec.load_record(row, tx.targetings) for row in rows]
             if lease is not None:
                 until = codec.to_us(callbacks.leased_until(now, lease))

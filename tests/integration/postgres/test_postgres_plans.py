@@ -4,11 +4,16 @@ A completion must find its rows by primary key. When it could be answered from t
 partial lease index instead, the planner took that index, whose dead entries (one
 per completed claim until VACUUM) made every completion slower than the last. These
 tests look at the plan and the schema, not at timings.
+
+Taking due callbacks must likewise read only the due deliveries: while a receiver
+is down every delivery waits in backoff, and a pass of the delivery loop must cost
+what it takes, not the backlog.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -23,6 +28,8 @@ pytestmark = pytest.mark.anyio
 
 HISTORY = 2_000
 BATCH = 100
+CALLBACK_BACKLOG = 3_000
+DUE_NOW = 3
 
 
 def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
@@ -32,17 +39,22 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-async def _history(store: PostgresStore, agent: Agent, new_id: SequentialIds) -> None:
-    items = [
+def _items(new_id: SequentialIds, count: int, callback_url: str | None = None) -> list[WorkItem]:
+    return [
         WorkItem(
             id=new_id(),
             work_type="noop",
             spec="{}",
             targeting=Targeting.everyone(),
             created_at=EPOCH,
+            callback_url=callback_url,
         )
-        for _ in range(HISTORY + BATCH)
+        for _ in range(count)
     ]
+
+
+async def _history(store: PostgresStore, agent: Agent, new_id: SequentialIds) -> None:
+    items = _items(new_id, HISTORY + BATCH)
     await store.submit_many(items, "test", EPOCH)
     for _ in range(HISTORY // BATCH):
         claimed = await store.claim_next(agent.id, EPOCH, ["noop"], BATCH)
@@ -100,3 +112,53 @@ async def test_only_claimed_rows_name_a_holder() -> None:
                     f'UPDATE "{store.schema}".work_queue SET claimed_by = %s WHERE id = %s',
                     (new_id(), item.id),
                 )
+
+
+async def test_deliveries_in_backoff_are_not_read() -> None:
+    new_id = SequentialIds(base=7_000_000)
+    async with fresh_postgres_store() as store:
+        agent = Agent(id=new_id(), name="a", registered_at=EPOCH)
+        await store.register_agent(agent)
+        items = _items(new_id, CALLBACK_BACKLOG, "http://127.0.0.1:9/hook")
+        await store.submit_many(items, "test", EPOCH)
+        while claimed := await store.claim_next(agent.id, EPOCH, ["noop"], 1000):
+            await store.complete_many([Completion(i.token, agent.id) for i in claimed], EPOCH)
+        later = EPOCH + timedelta(hours=1)
+        due = sorted(i.id for i in items)[-DUE_NOW:]
+        async with await connect() as conn:
+            # every delivery in backoff (an hour ahead) but DUE_NOW of them
+            await conn.execute(
+                f'UPDATE "{store.schema}".work_execution_log SET callback_due_at = %s',
+                (later,),
+            )
+            await conn.execute(
+                f'UPDATE "{store.schema}".work_execution_log SET callback_due_at = %s '
+                "WHERE id = ANY(%s)",
+                (EPOCH, due),
+            )
+            await conn.commit()
+            await conn.set_autocommit(True)  # VACUUM: the setup's own dead entries go
+            await conn.execute(f'VACUUM ANALYZE "{store.schema}".work_execution_log')
+            await conn.set_autocommit(False)
+            params = {"now": EPOCH + timedelta(seconds=1), "limit": 100, "until": None}
+            cursor = await conn.execute(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + store.sql.callbacks_due, params
+            )
+            row = await cursor.fetchone()
+            await conn.rollback()
+        assert row is not None
+        plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+        scans = [
+            n
+            for n in _nodes(plan[0]["Plan"])
+            if "Scan" in n["Node Type"] and n.get("Relation Name") == "work_execution_log"
+        ]
+        finding = [n for n in scans if n.get("Index Name") != "work_execution_log_pkey"]
+        assert [n.get("Index Name") for n in finding] == ["work_execution_log_callback_due"]
+        [scan] = finding
+        assert scan["Actual Rows"] == DUE_NOW
+        # a handful of index pages, not the backlog's (several hundred heap pages)
+        assert scan["Shared Hit Blocks"] + scan.get("Shared Read Blocks", 0) < 20, scan
+        taken = await store.callbacks_due(EPOCH + timedelta(seconds=1), 100)
+        assert sorted(r.id for r in taken) == due
+        assert all(r.item.callback_url == "http://127.0.0.1:9/hook" for r in taken)

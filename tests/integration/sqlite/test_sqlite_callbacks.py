@@ -1,4 +1,5 @@
-"""Callback delivery state in the SQLite store: schema version 2, durability, upgrade."""
+"""Callback delivery state in the SQLite store: schema versions 2 and 3, durability,
+upgrade, and the plan that takes due deliveries."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from workqueue_core.models import (
 from workqueue_core.testing import EPOCH, SequentialIds
 from workqueue_sqlite import SCHEMA_VERSION, SqliteStore, codec
 from workqueue_sqlite.schema import MIGRATIONS
+from workqueue_sqlite.store import CALLBACKS_DUE_SQL
 
 pytestmark = pytest.mark.anyio
 
@@ -110,4 +112,33 @@ async def test_upgrading_from_version_1_keeps_the_log_and_calls_nothing_back(
         versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
     finally:
         conn.close()
-    assert versions == [1, 2]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_due_deliveries_are_read_in_order_from_their_index(tmp_path: Path) -> None:
+    """Deliveries in backoff (a receiver down) are never read: the due rows come from
+    ``work_callbacks_next`` in the promised order, with no sort of every pending one."""
+    path = tmp_path / "wq.db"
+    agent = Agent(SequentialIds(100)(), "a", EPOCH)
+    async with await SqliteStore.open(path) as store:
+        await store.register_agent(agent)
+        for n in range(1, 4):
+            await _finish(store, _item(n), agent)
+        now = EPOCH + timedelta(seconds=5)
+        later = now + timedelta(hours=1)
+        for record in await store.callbacks_due(now):  # the first two go into backoff
+            if record.id != _item(3).id:
+                await store.record_callback(
+                    record.id, now, delivered=False, detail="HTTP 503", retry_at=later
+                )
+        assert [r.id for r in await store.callbacks_due(now)] == [_item(3).id]
+        # by next attempt first: the one that waited longest goes first
+        due = await store.callbacks_due(later)
+        assert [r.id for r in due] == [_item(3).id, _item(1).id, _item(2).id]
+    conn = sqlite3.connect(path)
+    try:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + CALLBACKS_DUE_SQL, (0, 100))]
+    finally:
+        conn.close()
+    assert any("work_callbacks_next" in step and "next_at<" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
