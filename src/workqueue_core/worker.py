@@ -436,7 +436,7 @@ class Worker:
             run.stop(_shutdown())
         self._running[run.token] = run
         self.stats.claimed += 1
-        tg.start_soon(self._execute, run, agent_id, name="workqueue handler")
+        tg.start_soon(self._execute, run, agent_id, name=f"workqueue {item.work_type}")
 
     async def _execute(self, run: _Run, agent_id: UUID) -> None:
         handed_over = False  # a queued completion: the reporter's answer ends the run
@@ -564,11 +564,15 @@ class Worker:
 
     def _answered(self, run: _Run, answer: ExecutionRecord | WorkqueueError) -> None:
         """The reporter's answer to a queued completion: the run ends, or fails instead."""
-        instead = self._settle(run, answer)
-        if instead is None or self._task_group is None or self._agent_id is None:
-            self._finish(run)
-        else:
-            self._task_group.start_soon(self._fail_instead, run, self._agent_id, instead)
+        failing = False
+        try:
+            instead = self._settle(run, answer)
+            if instead is not None and self._task_group is not None and self._agent_id is not None:
+                self._task_group.start_soon(self._fail_instead, run, self._agent_id, instead)
+                failing = True
+        finally:
+            if not failing:  # whatever happened, the run must not stay counted as running
+                self._finish(run)
 
     async def _fail_instead(self, run: _Run, agent_id: UUID, failure: Failure) -> None:
         try:

@@ -68,7 +68,8 @@ async def call_with_retries(call: Callable[[], Awaitable[T]], policy: ReportPoli
 
 
 class CompletionReporter(Generic[K]):
-    """Sends completions with ``complete_many`` from a task of its own, one call at a time.
+    """Sends completions with ``complete_many`` from a task of its own, one call at a time
+    while it runs.
 
     ``put(key, completion)`` queues a completion without waiting; ``run()`` (started
     in the worker's task group) sends whatever has gathered while the previous call

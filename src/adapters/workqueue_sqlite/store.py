@@ -93,6 +93,11 @@ CALLBACKS_DUE_SQL: Final = (
 )
 """Due deliveries in the order ``callbacks_due`` promises, read in that order from the
 index ``work_callbacks_next``: deliveries in backoff are never read."""
+_CLAIM_ITEM: Final = (
+    "UPDATE work_queue SET status = ?, attempt = ?, executions = ?, local_retries = ?,"
+    " claimed_by = ?, claimed_at = ?, lease_expires_at = ? WHERE id = ?"
+)
+"""Write a claim: exactly the columns ``transitions.claim`` changes."""
 _UPDATE_AGENT: Final = (
     "UPDATE agents SET " + ", ".join(f"{c} = ?" for c in codec.AGENT_COLUMNS[1:]) + " WHERE id = ?"
 )
@@ -205,22 +210,14 @@ class _Tx:
         """Write the new state to the queue or the log (moving it if needed) and its event."""
         work_id = str(state.id)
         if isinstance(state, ExecutionRecord):
-            self.conn.execute("DELETE FROM work_queue WHERE id = ?", (work_id,))
             self.conn.execute("DELETE FROM work_targets WHERE work_id = ?", (work_id,))
-            self.conn.execute(_INSERT_RECORD, codec.record_values(state))
-            due = callbacks.first_attempt(state)
-            if due is not None:
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO work_callbacks (work_id, finished_at, next_at)"
-                    " VALUES (?, ?, ?)",
-                    (work_id, codec.to_us(state.finished_at), codec.to_us(due)),
-                )
-        else:
-            self.conn.execute("DELETE FROM work_execution_log WHERE id = ?", (work_id,))
-            self.conn.execute(_INSERT_ITEM, codec.item_values(state))
-            self.retarget_item(state)
-            if state.status is WorkStatus.PENDING:
-                self.wake = True
+            self.apply_records([(state, event)])
+            return
+        self.conn.execute("DELETE FROM work_execution_log WHERE id = ?", (work_id,))
+        self.conn.execute(_INSERT_ITEM, codec.item_values(state))
+        self.retarget_item(state)
+        if state.status is WorkStatus.PENDING:
+            self.wake = True
         if event is not None:
             self.conn.execute(_INSERT_EVENT, codec.event_values(event))
 
@@ -295,14 +292,66 @@ class _Tx:
         )
         self._agent_labels = None
 
+    def queued(self, ids: Sequence[UUID]) -> dict[UUID, WorkItem]:
+        """The queued items among these ids (one statement), by id."""
+        if not ids:
+            return {}
+        rows = self.conn.execute(
+            f"SELECT {codec.ITEM_SELECT} FROM work_queue"
+            f" WHERE id IN ({', '.join('?' for _ in ids)})",
+            [str(work_id) for work_id in ids],
+        ).fetchall()
+        found = (codec.load_item(row, self.targetings) for row in rows)
+        return {item.id: item for item in found}
+
     def items(self, ids: Sequence[UUID]) -> list[WorkItem]:
         """The queued items with these ids, in the order given."""
-        loaded = []
-        for work_id in ids:
-            item = self.item(work_id)
-            assert item is not None
-            loaded.append(item)
-        return loaded
+        found = self.queued(ids)
+        return [found[work_id] for work_id in ids]
+
+    def apply_claims(self, claims: Sequence[tuple[WorkItem, Event]]) -> None:
+        """Write ``transitions.claim`` results: their claim columns, no target rows (a
+        CLAIMED item is no agent's to claim), their events; a statement per kind."""
+        self.conn.executemany(
+            _CLAIM_ITEM,
+            [
+                (
+                    item.status.value,
+                    item.attempt,
+                    item.executions,
+                    item.local_retries,
+                    codec.opt_id(item.claimed_by),
+                    codec.opt_us(item.claimed_at),
+                    codec.opt_us(item.lease_expires_at),
+                    str(item.id),
+                )
+                for item, _ in claims
+            ],
+        )
+        ids = [(str(item.id),) for item, _ in claims]
+        self.conn.executemany("DELETE FROM work_targets WHERE work_id = ?", ids)
+        self.conn.executemany(_INSERT_EVENT, [codec.event_values(e) for _, e in claims])
+
+    def apply_records(self, ended: Sequence[tuple[ExecutionRecord, Event | None]]) -> None:
+        """Move items that ended into the log with their events, a statement per kind.
+
+        Their target rows are the caller's: a CLAIMED item has none."""
+        ids = [(str(record.id),) for record, _ in ended]
+        self.conn.executemany("DELETE FROM work_queue WHERE id = ?", ids)
+        self.conn.executemany(_INSERT_RECORD, [codec.record_values(r) for r, _ in ended])
+        due = [
+            (str(record.id), codec.to_us(record.finished_at), codec.to_us(at))
+            for record, _ in ended
+            if (at := callbacks.first_attempt(record)) is not None
+        ]
+        if due:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO work_callbacks (work_id, finished_at, next_at)"
+                " VALUES (?, ?, ?)",
+                due,
+            )
+        events = [codec.event_values(e) for _, e in ended if e is not None]
+        self.conn.executemany(_INSERT_EVENT, events)
 
 
 class SqliteStore:
@@ -524,12 +573,12 @@ class SqliteStore:
 
         def op(tx: _Tx) -> list[WorkItem]:
             agent = tx.require_agent(agent_id)
-            claimed = []
-            for item in tx.items(tx.claimable_ids(agent, now, work_types, limit)):
-                after, event = transitions.claim(item, agent, now)
-                tx.apply(after, event)
-                claimed.append(after)
-            return claimed
+            claims = [
+                transitions.claim(item, agent, now)
+                for item in tx.items(tx.claimable_ids(agent, now, work_types, limit))
+            ]
+            tx.apply_claims(claims)
+            return [item for item, _ in claims]
 
         return await self._run(op)
 
@@ -561,17 +610,41 @@ class SqliteStore:
     ) -> list[ExecutionRecord | WorkqueueError]:
         batch = list(completions)
 
+        def one(tx: _Tx, c: Completion) -> ExecutionRecord | WorkqueueError:
+            # Every refusal is raised before anything is written, so a refused entry
+            # leaves no trace in the shared transaction.
+            try:
+                return _complete(tx, c.token, c.agent_id, now, c.result, c.local_retries)
+            except WorkqueueError as error:
+                return error
+
         def op(tx: _Tx) -> list[ExecutionRecord | WorkqueueError]:
+            ids = [c.token.work_id for c in batch]
+            if len(set(ids)) != len(ids):  # entries interact: one by one, in order
+                return [one(tx, c) for c in batch]
+            held = tx.queued(ids)
             outcomes: list[ExecutionRecord | WorkqueueError] = []
+            ended: list[tuple[ExecutionRecord, Event]] = []
             for c in batch:
-                # Every refusal is raised before anything is written, so a refused
-                # entry leaves no trace in the shared transaction.
+                item = held.get(c.token.work_id)
+                if (
+                    item is None
+                    or item.status is not WorkStatus.CLAIMED
+                    or item.attempt != c.token.attempt
+                    or item.claimed_by != c.agent_id
+                ):
+                    outcomes.append(one(tx, c))  # explains the refusal; writes nothing
+                    continue
                 try:
-                    outcomes.append(
-                        _complete(tx, c.token, c.agent_id, now, c.result, c.local_retries)
+                    record, event = transitions.complete(
+                        item, c.agent_id, now, c.result, c.local_retries
                     )
                 except WorkqueueError as error:
                     outcomes.append(error)
+                    continue
+                ended.append((record, event))
+                outcomes.append(record)
+            tx.apply_records(ended)
             return outcomes
 
         return await self._run(op)
