@@ -101,6 +101,12 @@ def _pick_or_none(data: st.DataObject, choices: Sequence[T], label: str) -> T | 
     return choices[index % len(choices)] if choices else None
 
 
+def _sampled(choices: Sequence[T]) -> st.SearchStrategy[T]:
+    """``sampled_from`` with fixed bounds, for non-empty lists that come from the state."""
+    chosen = list(choices)
+    return st.integers(0, 2**16).map(lambda i: chosen[i % len(chosen)])
+
+
 def _pick(data: st.DataObject, choices: Sequence[T], label: str) -> T:
     """One of ``choices``, drawn with fixed bounds.
 
@@ -948,7 +954,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         shift = st.sampled_from([timedelta(0), timedelta(0), timedelta(microseconds=1)])
         return st.none() | st.builds(
             lambda c, d, later: Cursor(c.at + d if later else c.at - d, c.id),
-            st.sampled_from(keys),
+            _sampled(keys),
             shift,
             st.booleans(),
         )
@@ -956,7 +962,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _filters(self) -> dict[str, st.SearchStrategy[Any]]:
         return {
             "work_type": st.none() | st.sampled_from([*wst.WORK_TYPES, "other"]),
-            "claimed_by": st.none() | st.sampled_from([*self.agent_ids, UNKNOWN]),
+            "claimed_by": st.none() | _sampled([*self.agent_ids, UNKNOWN]),
             "limit": st.integers(1, 5),
             "after": self._cursors(),
         }
