@@ -11,8 +11,8 @@ this process:
 1. ``--clients`` agents are registered; each client keeps its own agent token
    and one ``BrokerClient`` (one keep-alive ``httpx.AsyncClient``).
 2. Each round (``--rounds``, on the same broker and database, with a work type of
-   its own): ``--items`` no-op items are submitted by the admin, ``--submitters``
-   requests in flight (not timed: the API has no batch submit).
+   its own): ``--items`` no-op items are submitted by the admin with
+   ``POST /work/batch`` (not timed), up to ``--submitters`` requests in flight.
 3. Timed: every client loops ``claim_next(limit=B)`` → ``complete_many`` of the
    whole claimed batch (one request) until a claim comes back empty.
 4. The execution log must hold exactly the round's ids, each SUCCEEDED once, and
@@ -59,7 +59,7 @@ import psycopg
 from benchmarks._env import machine, versions
 from benchmarks._stats import percentile, rate
 from workqueue_core.errors import WorkqueueError
-from workqueue_core.models import Completion, Targeting
+from workqueue_core.models import Completion, SubmitResult, Targeting
 from workqueue_core.service import SubmitRequest
 from workqueue_http.client import BrokerClient
 
@@ -71,6 +71,8 @@ FULL_ITEMS = 10_000
 FULL_ROUNDS = 3
 QUICK_ITEMS = 2_000
 TICKS = os.sysconf("SC_CLK_TCK")
+SUBMIT_BATCH = 500
+"""Items per prefill request."""
 
 
 @attrs.frozen
@@ -281,7 +283,8 @@ async def register_agents(broker: Broker, count: int) -> list[tuple[uuid.UUID, s
 async def prefill(
     broker: Broker, work_type: str, items: int, submitters: int
 ) -> tuple[set[uuid.UUID], float]:
-    """Submit ``items`` no-op items with ``submitters`` requests in flight; ids and seconds."""
+    """Submit ``items`` no-op items in batches of ``SUBMIT_BATCH`` (``POST /work/batch``)
+    with up to ``submitters`` requests in flight; ids and seconds."""
     request = SubmitRequest(
         work_type=work_type,
         spec="{}",
@@ -289,16 +292,19 @@ async def prefill(
         claim_timeout=timedelta(minutes=10),
     )
     ids: set[uuid.UUID] = set()
-    remaining = iter(range(items))
+    remaining = iter(range(0, items, SUBMIT_BATCH))
     started = time.perf_counter()
     limits = httpx.Limits(max_connections=submitters, max_keepalive_connections=submitters)
     transport = httpx.AsyncHTTPTransport(limits=limits)
     async with BrokerClient(broker.url, broker.admin_token, transport=transport) as admin:
 
         async def submitter() -> None:
-            for _ in remaining:
-                result = await admin.submit(request)
-                ids.add(result.item.id)
+            for first in remaining:
+                size = min(SUBMIT_BATCH, items - first)
+                for result in await admin.submit_many([request] * size):
+                    if not isinstance(result, SubmitResult):
+                        raise RuntimeError(f"the broker refused a prefill item: {result}")
+                    ids.add(result.item.id)
 
         await asyncio.gather(*(submitter() for _ in range(submitters)))
     return ids, time.perf_counter() - started

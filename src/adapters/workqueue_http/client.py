@@ -40,7 +40,7 @@ from workqueue_core.models import (
     WorkItem,
     WorkQuery,
 )
-from workqueue_core.service import IssuedAgent, SubmitRequest
+from workqueue_core.service import MAX_BATCH, IssuedAgent, SubmitRequest
 from workqueue_http import wire
 from workqueue_http.problems import Problem, error_for_problem
 
@@ -197,6 +197,31 @@ class BrokerClient:
             headers=headers,
         )
         return SubmitResult(wire.view_in(out.work), out.created)
+
+    async def submit_many(
+        self, requests: Sequence[SubmitRequest]
+    ) -> list[SubmitResult | WorkqueueError]:
+        """Queue several items, ``MAX_BATCH`` per request; each entry stands alone.
+
+        Results come in the given order. A request is retried after a lost answer
+        only when every entry in it has an idempotency key.
+        """
+        results: list[SubmitResult | WorkqueueError] = []
+        for first in range(0, len(requests), MAX_BATCH):
+            chunk = requests[first : first + MAX_BATCH]
+            out = await self._call(
+                "POST",
+                f"{API}/work/batch",
+                wire.SubmitManyOut,
+                repeatable=all(r.idempotency_key is not None for r in chunk),
+                json=wire.SubmitManyBody(items=[wire.submit_body_out(r) for r in chunk]),
+            )
+            if len(out.results) != len(chunk):
+                raise StoreUnavailable(
+                    f"the broker answered {len(out.results)} results for {len(chunk)} items"
+                )
+            results.extend(_submit_outcome(entry) for entry in out.results)
+        return results
 
     async def get(self, work_id: UUID) -> WorkItem | ExecutionRecord:
         out = await self._call("GET", _work_path(work_id), wire.WorkView, repeatable=True)
@@ -458,10 +483,21 @@ def _query_params(query: WorkQuery | LogQuery) -> dict[str, Any]:
 def _entry_outcome(entry: wire.CompletionResult) -> ExecutionRecord | WorkqueueError:
     if entry.record is not None:
         return wire.record_in(entry.record)
-    if entry.error is None:
-        return WorkqueueError("the broker returned neither a record nor an error")
-    error = error_for_problem(entry.error)
-    return error if error is not None else WorkqueueError(entry.error.detail)
+    return _entry_error(entry.error, "a record")
+
+
+def _submit_outcome(entry: wire.SubmitEntryOut) -> SubmitResult | WorkqueueError:
+    if entry.work is not None:
+        return SubmitResult(wire.view_in(entry.work), bool(entry.created))
+    return _entry_error(entry.error, "the work")
+
+
+def _entry_error(problem: Problem | None, wanted: str) -> WorkqueueError:
+    """The error a batch entry's problem stands for."""
+    if problem is None:
+        return WorkqueueError(f"the broker returned neither {wanted} nor an error")
+    error = error_for_problem(problem)
+    return error if error is not None else WorkqueueError(problem.detail)
 
 
 def _error(response: httpx.Response) -> Exception:

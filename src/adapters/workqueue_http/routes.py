@@ -29,7 +29,7 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.service import BrokerService
+from workqueue_core.service import MAX_BATCH, BrokerService
 from workqueue_http import wire
 from workqueue_http.auth import (
     Authenticator,
@@ -194,6 +194,40 @@ async def submit_work(
     result = await ctx.service.submit(submit, actor=caller.actor)
     body = wire.SubmitOut(created=result.created, work=wire.view_out(result.item))
     return Response(body, status_code=201 if result.created else 200)
+
+
+@post(
+    "/work/batch",
+    status_code=200,
+    summary="Submit several work items at once",
+    description=(
+        f"Up to {MAX_BATCH} items, each as `POST /work`'s body. Each entry is submitted on "
+        "its own, in order: its result is the stored work (with `created` false when its "
+        "idempotency key was used before) or the problem it met, and one entry's problem "
+        "does not stop the others. A batch retried after a lost answer submits its entries "
+        "again unless they carry idempotency keys."
+    ),
+    responses=problems(),
+)
+async def submit_many(
+    request: Request[Any, Any, Any], data: Annotated[wire.SubmitManyBody, _JSON]
+) -> wire.SubmitManyOut:
+    ctx = api_context(request)
+    caller = _caller(request)
+    require_admin(caller)
+    if not 1 <= len(data.items) <= MAX_BATCH:
+        raise InvalidInput(f"a batch holds 1..{MAX_BATCH} items, got {len(data.items)}")
+    results: list[wire.SubmitEntryOut] = []
+    for entry in data.items:
+        try:
+            result = await ctx.service.submit(wire.submit_request_in(entry), actor=caller.actor)
+        except WorkqueueError as error:
+            problem = problem_for_error(error, as_agent=False)
+            results.append(wire.SubmitEntryOut(created=None, work=None, error=problem))
+            continue
+        work = wire.view_out(result.item)
+        results.append(wire.SubmitEntryOut(created=result.created, work=work, error=None))
+    return wire.SubmitManyOut(results=results)
 
 
 @get("/work", summary="List queued work", responses=problems())
@@ -595,6 +629,7 @@ def api_router() -> Router:
         security=[{"bearerAuth": []}],
         route_handlers=[
             submit_work,
+            submit_many,
             list_work,
             list_log,
             get_work,

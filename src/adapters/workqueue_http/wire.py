@@ -157,6 +157,27 @@ class SubmitOut(msgspec.Struct, kw_only=True):
     work: WorkView
 
 
+class SubmitManyBody(msgspec.Struct, kw_only=True):
+    """``POST /work/batch``: several submissions (each as ``POST /work``'s body) at once."""
+
+    items: list[SubmitBody]
+
+
+class SubmitEntryOut(msgspec.Struct, kw_only=True):
+    """One entry's outcome in a batch submit: the stored work (and whether this request
+    created it), or the problem the entry met."""
+
+    created: bool | None
+    work: WorkView | None
+    error: Problem | None
+
+
+class SubmitManyOut(msgspec.Struct, kw_only=True):
+    """Outcomes in the order of the request's items."""
+
+    results: list[SubmitEntryOut]
+
+
 class WorkPage(msgspec.Struct, kw_only=True):
     """A page of queue items; ``next_cursor`` continues the listing when not null."""
 
@@ -493,7 +514,8 @@ def stats_out(stats: Stats) -> StatsOut:
 
 
 def submit_body_out(request: SubmitRequest) -> SubmitBody:
-    """The body a client sends for ``request`` (the idempotency key goes in a header)."""
+    """The body a client sends for ``request``, its idempotency key included (a single
+    submit also sends it as the ``Idempotency-Key`` header, which must agree)."""
     return SubmitBody(
         work_type=request.work_type,
         spec=request.spec,
@@ -509,7 +531,7 @@ def submit_body_out(request: SubmitRequest) -> SubmitBody:
         claim_timeout=request.claim_timeout.total_seconds(),
         priority=request.priority,
         not_before=request.not_before,
-        idempotency_key=None,
+        idempotency_key=request.idempotency_key,
         correlation_id=request.correlation_id,
         labels=dict(request.labels),
         callback_url=request.callback_url,

@@ -20,6 +20,7 @@ ANY = "00000000-0000-0000-0000-0000000000ff"
 
 API_CALLS = [
     ("POST", "/api/v1/work"),
+    ("POST", "/api/v1/work/batch"),
     ("GET", "/api/v1/work"),
     ("GET", f"/api/v1/work/{ANY}"),
     ("DELETE", f"/api/v1/work/{ANY}"),
@@ -172,6 +173,11 @@ async def test_agents_cannot_do_admin_work(http: httpx.AsyncClient) -> None:
     w = await make_world(http)
     admin_only = [
         ("POST", "/api/v1/work", {"work_type": "test", "spec": "x", "targeting": {"selector": {}}}),
+        (
+            "POST",
+            "/api/v1/work/batch",
+            {"items": [{"work_type": "test", "spec": "x", "targeting": {"selector": {}}}]},
+        ),
         ("GET", "/api/v1/work", None),
         ("GET", "/api/v1/work-log", None),
         ("DELETE", f"/api/v1/work/{w.only_b}", None),
