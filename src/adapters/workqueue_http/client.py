@@ -204,7 +204,10 @@ class BrokerClient:
         """Queue several items, ``MAX_BATCH`` per request; each entry stands alone.
 
         Results come in the given order. A request is retried after a lost answer
-        only when every entry in it has an idempotency key.
+        only when every entry in it has an idempotency key. When a request fails as a
+        whole (broker unreachable, the store down before it stored anything), its
+        error is raised, and the items of the requests before it stay stored: give
+        every item an idempotency key to submit a list again safely.
         """
         results: list[SubmitResult | WorkqueueError] = []
         for first in range(0, len(requests), MAX_BATCH):

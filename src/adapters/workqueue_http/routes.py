@@ -12,6 +12,7 @@ from typing import Annotated, Any, cast
 from uuid import UUID
 
 import attrs
+import structlog
 from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
@@ -40,6 +41,8 @@ from workqueue_http.auth import (
 )
 from workqueue_http.metrics import BrokerMetrics
 from workqueue_http.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for_error
+
+log = structlog.get_logger("workqueue.http")
 
 MAX_WAIT = 30.0
 API_PREFIX = "/api/v1"
@@ -204,17 +207,26 @@ async def submit_work(
         f"Up to {MAX_BATCH} items, each as `POST /work`'s body. Each entry is submitted on "
         "its own, in order: its result is the stored work (with `created` false when its "
         "idempotency key was used before) or the problem it met, and one entry's problem "
-        "does not stop the others. A batch retried after a lost answer submits its entries "
-        "again unless they carry idempotency keys."
+        "does not stop the others. When the store fails, the batch stops there: with "
+        "nothing stored yet the answer is that 503 problem; otherwise the failed entry and "
+        "the ones after it carry it. A batch retried after a lost answer submits its "
+        "entries again unless they carry idempotency keys (per item: the "
+        "`Idempotency-Key` header is refused here)."
     ),
     responses=problems(),
 )
 async def submit_many(
-    request: Request[Any, Any, Any], data: Annotated[wire.SubmitManyBody, _JSON]
+    request: Request[Any, Any, Any],
+    data: Annotated[wire.SubmitManyBody, _JSON],
+    idempotency_key: Annotated[
+        str | None, HeaderParameter(name="Idempotency-Key", required=False, max_length=255)
+    ] = None,
 ) -> wire.SubmitManyOut:
     ctx = api_context(request)
     caller = _caller(request)
     require_admin(caller)
+    if idempotency_key is not None:
+        raise InvalidInput("a batch takes idempotency keys per item, not an Idempotency-Key")
     if not 1 <= len(data.items) <= MAX_BATCH:
         raise InvalidInput(f"a batch holds 1..{MAX_BATCH} items, got {len(data.items)}")
     results: list[wire.SubmitEntryOut] = []
@@ -223,8 +235,15 @@ async def submit_many(
             result = await ctx.service.submit(wire.submit_request_in(entry), actor=caller.actor)
         except WorkqueueError as error:
             problem = problem_for_error(error, as_agent=False)
-            results.append(wire.SubmitEntryOut(created=None, work=None, error=problem))
-            continue
+            if problem.status < 500:
+                results.append(wire.SubmitEntryOut(created=None, work=None, error=problem))
+                continue
+            if not any(r.work is not None for r in results):
+                raise  # nothing stored: the whole request failed
+            log.warning("store error", error=str(error), code=error.code, path=request.url.path)
+            failed = wire.SubmitEntryOut(created=None, work=None, error=problem)
+            results.extend([failed] * (len(data.items) - len(results)))
+            break
         work = wire.view_out(result.item)
         results.append(wire.SubmitEntryOut(created=result.created, work=work, error=None))
     return wire.SubmitManyOut(results=results)

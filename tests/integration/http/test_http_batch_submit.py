@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import httpx
 import pytest
 
-from integration.http.support import ADMIN_TOKEN, Broker, admin_headers
-from workqueue_core.errors import InvalidInput
+from integration.http.support import ADMIN_TOKEN, Broker, admin_headers, serve
+from workqueue_core.errors import InvalidInput, StoreUnavailable
 from workqueue_core.models import SubmitResult, Targeting, WorkItem, WorkQuery, WorkStatus
-from workqueue_core.service import MAX_BATCH, SubmitRequest
+from workqueue_core.service import MAX_BATCH, BrokerService, SubmitRequest
+from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
 from workqueue_http.client import BrokerClient
+from workqueue_http.server import create_app
+from workqueue_memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 
@@ -123,3 +128,51 @@ async def test_only_admins_submit_batches(broker: Broker, admin: BrokerClient) -
         )
     assert (as_agent.status_code, anonymous.status_code, as_admin.status_code) == (403, 401, 200)
     assert len(await admin.list_work(WorkQuery())) == 1
+
+
+class FailingAfter(MemoryStore):
+    """A store whose submits fail as unreachable after the first ``good`` ones."""
+
+    def __init__(self, good: int) -> None:
+        super().__init__(random_source=lambda: 0.0)
+        self.good = good
+        self.calls = 0
+
+    async def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
+        self.calls += 1
+        if self.calls > self.good:
+            raise StoreUnavailable("the database went away")
+        return await super().submit(item, actor, now)
+
+
+@pytest.mark.parametrize("good", [0, 2])
+async def test_a_store_failure_stops_the_batch_where_it_happened(good: int) -> None:
+    store = FailingAfter(good)
+    service = BrokerService(store, FakeClock(), SequentialIds(), SequentialTokens())
+    with serve(create_app(service, admin_tokens=[ADMIN_TOKEN])) as url:
+        async with httpx.AsyncClient(base_url=url, headers=admin_headers()) as http:
+            response = await http.post(
+                "/api/v1/work/batch", json={"items": [body(f"item {i}") for i in range(5)]}
+            )
+    assert store.calls == good + 1  # no entry after the failure was tried
+    if good == 0:  # nothing stored: the request failed as a whole
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        return
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["work"]["item"]["spec"] for r in results[:good]] == ["item 0", "item 1"]
+    assert [r["error"]["status"] for r in results[good:]] == [503] * (5 - good)
+    assert all(r["work"] is None for r in results[good:])
+
+
+async def test_the_idempotency_key_header_is_refused_for_a_batch(
+    http: httpx.AsyncClient, admin: BrokerClient
+) -> None:
+    response = await http.post(
+        "/api/v1/work/batch",
+        headers={**admin_headers(), "Idempotency-Key": "k"},
+        json={"items": [body("x")]},
+    )
+    assert response.status_code == 422, response.text
+    assert await admin.list_work(WorkQuery()) == []
