@@ -182,19 +182,17 @@ class BrokerClient:
     # --- work --------------------------------------------------------------------
 
     async def submit(self, request: SubmitRequest, actor: str = "admin") -> SubmitResult:
-        """Queue new work (``actor`` is decided by the broker from the token)."""
-        headers = (
-            {"Idempotency-Key": request.idempotency_key}
-            if request.idempotency_key is not None
-            else None
-        )
+        """Queue new work (``actor`` is decided by the broker from the token).
+
+        The idempotency key travels in the body, so any key the broker accepts can be
+        sent (an HTTP header could not carry non-ASCII text or edge whitespace).
+        """
         out = await self._call(
             "POST",
             f"{API}/work",
             wire.SubmitOut,
             repeatable=request.idempotency_key is not None,
             json=wire.submit_body_out(request),
-            headers=headers,
         )
         return SubmitResult(wire.view_in(out.work), out.created)
 

@@ -514,8 +514,7 @@ def stats_out(stats: Stats) -> StatsOut:
 
 
 def submit_body_out(request: SubmitRequest) -> SubmitBody:
-    """The body a client sends for ``request``, its idempotency key included (a single
-    submit also sends it as the ``Idempotency-Key`` header, which must agree)."""
+    """The body a client sends for ``request``, its idempotency key included."""
     return SubmitBody(
         work_type=request.work_type,
         spec=request.spec,

@@ -176,3 +176,16 @@ async def test_the_idempotency_key_header_is_refused_for_a_batch(
     )
     assert response.status_code == 422, response.text
     assert await admin.list_work(WorkQuery()) == []
+
+
+@pytest.mark.parametrize("key", ["  spaced  ", "clé-ünïcode-鍵"])
+async def test_any_key_the_broker_accepts_goes_through_the_client(
+    admin: BrokerClient, key: str
+) -> None:
+    first = await admin.submit(work(spec="first", idempotency_key=key))
+    again = await admin.submit(work(spec="second", idempotency_key=key))
+    [batched] = await admin.submit_many([work(spec="third", idempotency_key=key)])
+    assert first.created and not again.created
+    assert isinstance(batched, SubmitResult) and not batched.created
+    assert again.item.id == first.item.id == batched.item.id
+    assert first.item.idempotency_key == key
