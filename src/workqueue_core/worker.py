@@ -529,7 +529,9 @@ class Worker:
     async def _beat(self, run: _Run, agent_id: UUID, limiter: anyio.CapacityLimiter) -> None:
         try:
             async with limiter:
-                if run.reported or run.scope.cancel_called:
+                # A claim is kept alive until its report is answered: a completion
+                # waiting behind a slow broker call must not lose its lease meanwhile.
+                if run.lost is not None:
                     return
                 with anyio.move_on_after(self.options.report.call_timeout):
                     await self.source.heartbeat(run.token, agent_id, run.job.local_retries)

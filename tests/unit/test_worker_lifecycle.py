@@ -35,7 +35,12 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.service import MAX_MESSAGE_BYTES, MAX_REASON_CHARS, MAX_RESULT_BYTES
+from workqueue_core.service import (
+    MAX_MESSAGE_BYTES,
+    MAX_REASON_CHARS,
+    MAX_RESULT_BYTES,
+    BrokerService,
+)
 from workqueue_core.worker import (
     SHUTDOWN,
     TIMEOUT,
@@ -399,6 +404,52 @@ async def test_heartbeats_extend_the_lease(harness: Harness) -> None:
         release.set()
         [record] = await harness.wait_ended(work_id)
     assert record.status is WorkStatus.SUCCEEDED
+
+
+class SlowCompletions(GatedSource):
+    """A broker whose completion calls wait until the test opens the gate."""
+
+    def __init__(self, inner: BrokerService) -> None:
+        super().__init__(inner)
+        self.gate = anyio.Event()
+        self.waiting = 0
+
+    async def complete_many(
+        self, completions: Sequence[Completion]
+    ) -> list[ExecutionRecord | WorkqueueError]:
+        self.waiting += 1
+        await self.gate.wait()
+        return await super().complete_many(completions)
+
+
+async def test_a_claim_is_kept_alive_while_its_completion_is_in_flight(
+    harness: Harness,
+) -> None:
+    source = SlowCompletions(harness.service)
+    worker = Worker(source, name="worker-1", options=fast_options())
+
+    @worker.handler("quick")
+    async def quick(job: Job) -> str:
+        return "done"
+
+    work_id = await harness.submit("quick", claim_timeout=30)
+    async with running(worker):
+        await until(lambda: source.waiting == 1)  # the handler ended; its report waits
+        now = harness.clock.advance(20)
+
+        async def extended() -> bool:
+            item = await queued(harness, work_id)
+            return item.lease_expires_at is not None and item.lease_expires_at >= now + (
+                item.claim_timeout
+            )
+
+        await until(extended)
+        harness.clock.advance(20)  # past the first lease: only the heartbeat kept it
+        assert await harness.service.sweep() == []
+        source.gate.set()
+        [record] = await harness.wait_ended(work_id)
+    assert record.status is WorkStatus.SUCCEEDED
+    assert worker.stats.succeeded == 1 and worker.stats.lease_lost == 0
 
 
 async def test_lease_lost_to_the_sweep_cancels_the_handler(harness: Harness) -> None:
