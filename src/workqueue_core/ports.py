@@ -251,3 +251,7 @@ class Notifier(Protocol):
     async def wait(self, timeout: float, since: int | None = None) -> bool:
         """Wait for a wake-up after ``since`` or ``timeout`` seconds; True if woken."""
         ...
+
+    def notify(self) -> None:
+        """Wake this process's waiters now."""
+        ...

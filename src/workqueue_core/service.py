@@ -277,6 +277,7 @@ class BrokerService:
         self._tokens = tokens
         self._notifier = notifier
         self.poll_interval = poll_interval
+        self._stopping = False
         self._validate_spec = spec_validator
 
     # --- work ------------------------------------------------------------------
@@ -385,13 +386,23 @@ class BrokerService:
             mark = self._notifier.mark() if self._notifier is not None else 0
             found = await look()
             remaining = deadline - anyio.current_time()
-            if found or remaining <= 0:
+            if found or remaining <= 0 or self._stopping:
                 return found
             pause = min(remaining, self.poll_interval)
             if self._notifier is None:
                 await anyio.sleep(pause)
             else:
                 await self._notifier.wait(pause, since=mark)
+
+    def stop_waiting(self) -> None:
+        """Answer every long-poll now with what it finds, and every later one at once.
+
+        For a broker that is shutting down: its agents get their (usually empty)
+        answers instead of connections cut when the shutdown timeout runs out.
+        """
+        self._stopping = True
+        if self._notifier is not None:
+            self._notifier.notify()
 
     async def heartbeat(
         self, token: ClaimToken, agent_id: UUID, local_retries: int = 0

@@ -576,3 +576,28 @@ async def test_get_does_not_call_an_item_requeued_between_its_reads_unknown() ->
     assert isinstance(found, WorkItem) and found.status is WorkStatus.PENDING
     with pytest.raises(UnknownWork):
         await service.get(UUID(int=999))
+
+
+async def test_stop_waiting_answers_long_polls_in_flight_and_later_ones_at_once() -> None:
+    store = MemoryStore()
+    service = BrokerService(
+        store, FakeClock(EPOCH), SequentialIds(), SequentialTokens(), notifier=store.notifier
+    )
+    agent = (await service.register_agent("a1")).agent
+    answers: list[list[WorkItem]] = []
+
+    async def long_poll() -> None:
+        answers.append(await service.claim_next(agent.id, wait=30))
+        answers.append(await service.pending(agent.id, wait=30.0))
+
+    with anyio.fail_after(10):  # a liveness bound: without stop_waiting both wait 30 s
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(long_poll)
+            await anyio.sleep(0.05)
+            service.stop_waiting()
+    assert answers == [[], []]
+    item = (await service.submit(request())).item
+    with anyio.fail_after(10):  # work is still found, and handed out, without waiting
+        got = await service.claim_next(agent.id, wait=30)
+        assert await service.claim_next(agent.id, wait=30) == []
+    assert [i.id for i in got] == [item.id]

@@ -14,7 +14,7 @@ import math
 import secrets
 import signal
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import anyio
 import structlog
@@ -50,8 +50,13 @@ class _Server(uvicorn.Server):
 
     uvicorn re-raises a captured SIGTERM after its own shutdown, which would kill
     the process before the store is closed; here the signal only asks the server
-    to exit, and the caller finishes the shutdown.
+    to exit (and ``on_exit`` answers the long-polls in flight), and the caller
+    finishes the shutdown.
     """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -75,6 +80,7 @@ class _Server(uvicorn.Server):
         else:
             log.info("shutting down", signal=signal.Signals(sig).name)
         self.should_exit = True
+        self.on_exit()
 
 
 def new_token() -> str:
@@ -128,7 +134,8 @@ async def _serve_with(config: BrokerConfig, opened: OpenedStore, admin: AdminTok
             timeout_graceful_shutdown=math.ceil(config.shutdown_timeout),
             server_header=False,
             lifespan="on",
-        )
+        ),
+        on_exit=service.stop_waiting,
     )
     plan = MaintenancePlan(
         config.sweep_interval, config.prune_interval, config.retention, config.callback_interval
