@@ -99,6 +99,7 @@ async def test_the_file_is_in_wal_mode_with_the_chosen_sync(tmp_path: Path) -> N
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
     async with await SqliteStore.open(path, synchronous="NORMAL") as store:
         assert store._conn is not None
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
