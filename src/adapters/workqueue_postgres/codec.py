@@ -2,10 +2,9 @@
 
 Rows read back were validated when they were written (by the core's models and
 the schema's CHECK constraints), so ``item_from`` builds items without running
-the models' validators again: on the claim and completion paths, validating a
-hundred items per batch cost more than the round trip. ``FAST_ITEMS`` is False
-(and items are built by their constructor) if ``WorkItem`` gains a field this
-module does not know.
+the models' validators again (``workqueue_core.stored``): on the claim and
+completion paths, validating a hundred items per batch cost more than the round
+trip.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-import attrs
 from psycopg.abc import Buffer
 from psycopg.types.json import Jsonb, JsonbBinaryLoader
 
@@ -33,6 +31,7 @@ from workqueue_core.models import (
 )
 from workqueue_core.retry import Jitter, RetryPolicy
 from workqueue_core.selectors import LabelSelector, Operator, Requirement
+from workqueue_core.stored import stored_item, stored_record
 
 _US = timedelta(microseconds=1)
 _STATUS = {s.value: s for s in WorkStatus}
@@ -104,51 +103,6 @@ def targeting_from(agent_ids: Sequence[UUID], selector: Any) -> Targeting:
 
 # --- items ----------------------------------------------------------------------
 
-_ITEM_FIELDS = (
-    "id",
-    "work_type",
-    "spec",
-    "targeting",
-    "created_at",
-    "retry_policy",
-    "claim_timeout",
-    "priority",
-    "not_before",
-    "idempotency_key",
-    "correlation_id",
-    "labels",
-    "callback_url",
-    "status",
-    "attempt",
-    "executions",
-    "local_retries",
-    "claimed_by",
-    "claimed_at",
-    "lease_expires_at",
-    "last_error",
-)
-FAST_ITEMS = tuple(a.name for a in attrs.fields(WorkItem)) == _ITEM_FIELDS
-"""Whether ``item_from`` may build items field by field (see the module docstring)."""
-
-FAST_RECORDS = tuple(a.name for a in attrs.fields(ExecutionRecord)) == (
-    "item",
-    "finished_at",
-    "finished_by",
-    "result",
-)
-_new = object.__new__
-_set = object.__setattr__
-
-
-def _stored_item(values: tuple[Any, ...]) -> WorkItem:
-    """A ``WorkItem`` from already valid ``_ITEM_FIELDS`` values, skipping validation."""
-    if not FAST_ITEMS:
-        return WorkItem(**dict(zip(_ITEM_FIELDS, values, strict=True)))
-    item: WorkItem = _new(WorkItem)
-    for name, value in zip(_ITEM_FIELDS, values, strict=True):
-        _set(item, name, value)
-    return item
-
 
 def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
     """A ``WorkItem`` from the first ``len(ITEM_COLUMNS)`` values of a row."""
@@ -181,7 +135,7 @@ def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
         error_reason,
         error_message,
     ) = row[:27]
-    return _stored_item(
+    return stored_item(
         (
             id_,
             work_type,
@@ -214,16 +168,7 @@ def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
 
 def record_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> ExecutionRecord:
     """An ``ExecutionRecord`` from a row of ``LOG_COLUMNS``."""
-    if not FAST_RECORDS:
-        return ExecutionRecord(
-            item_from(row, targets), finished_at=row[27], finished_by=row[28], result=row[29]
-        )
-    record: ExecutionRecord = _new(ExecutionRecord)
-    _set(record, "item", item_from(row, targets))
-    _set(record, "finished_at", row[27])
-    _set(record, "finished_by", row[28])
-    _set(record, "result", row[29])
-    return record
+    return stored_record(item_from(row, targets), row[27], row[28], row[29])
 
 
 def item_params(item: WorkItem, target_id: int) -> tuple[Any, ...]:

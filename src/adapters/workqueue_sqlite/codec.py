@@ -28,11 +28,14 @@ from workqueue_core.models import (
 )
 from workqueue_core.retry import Jitter, RetryPolicy
 from workqueue_core.selectors import LabelSelector, Operator, Requirement
+from workqueue_core.stored import stored_item, stored_record
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 Row = Sequence[Any]
+
+_STATUS: Final = {s.value: s for s in WorkStatus}
 
 
 # --- scalars -------------------------------------------------------------------
@@ -274,45 +277,46 @@ def record_values(record: ExecutionRecord) -> tuple[Any, ...]:
 
 
 def load_item(row: Row, targetings: TargetingCache | None = None) -> WorkItem:
-    """The WorkItem of a row selected with ``ITEM_SELECT`` (a prefix of ``RECORD_SELECT``)."""
+    """The WorkItem of a row selected with ``ITEM_SELECT`` (a prefix of ``RECORD_SELECT``).
+
+    The row was validated when it was written, so the item is built without running
+    the model's validators again (``workqueue_core.stored``).
+    """
     if targetings is None:
         targeting, policy = load_targeting(row[3]), load_policy(row[5])
     else:
         targeting, policy = targetings.get(row[3]), targetings.policy(row[5])
-    return WorkItem(
-        id=UUID(row[0]),
-        work_type=row[1],
-        spec=row[2],
-        targeting=targeting,
-        created_at=from_us(row[4]),
-        retry_policy=policy,
-        claim_timeout=timedelta(microseconds=row[7]),
-        priority=row[8],
-        not_before=opt_dt(row[9]),
-        idempotency_key=row[10],
-        correlation_id=row[11],
-        labels=load_map(row[12]),
-        callback_url=row[13],
-        status=WorkStatus(row[14]),
-        attempt=row[15],
-        executions=row[16],
-        local_retries=row[17],
-        claimed_by=opt_uuid(row[18]),
-        claimed_at=opt_dt(row[19]),
-        lease_expires_at=opt_dt(row[20]),
-        last_error=load_failure(row[21]),
+    return stored_item(
+        (
+            UUID(row[0]),
+            row[1],
+            row[2],
+            targeting,
+            from_us(row[4]),
+            policy,
+            timedelta(microseconds=row[7]),
+            row[8],
+            opt_dt(row[9]),
+            row[10],
+            row[11],
+            load_map(row[12]),
+            row[13],
+            _STATUS[row[14]],
+            row[15],
+            row[16],
+            row[17],
+            opt_uuid(row[18]),
+            opt_dt(row[19]),
+            opt_dt(row[20]),
+            load_failure(row[21]),
+        )
     )
 
 
 def load_record(row: Row, targetings: TargetingCache | None = None) -> ExecutionRecord:
     """The ExecutionRecord of a row selected with ``RECORD_SELECT``."""
     n = len(ITEM_COLUMNS)
-    return ExecutionRecord(
-        item=load_item(row, targetings),
-        finished_at=from_us(row[n]),
-        finished_by=row[n + 1],
-        result=row[n + 2],
-    )
+    return stored_record(load_item(row, targetings), from_us(row[n]), row[n + 1], row[n + 2])
 
 
 # --- events ----------------------------------------------------------------------------
