@@ -289,3 +289,21 @@ def test_migrate_sqlite_and_postgres(tmp_path: Path) -> None:
         assert "schema at version" in done.stdout
         again = run_cli("migrate", "--database-url", url, cwd=tmp_path, env={})
         assert again.stdout == done.stdout  # idempotent
+
+
+def test_list_all_follows_the_pages(cli: Cli) -> None:
+    work_type = f"cli-pages-{uuid.uuid4().hex[:8]}"
+    ids = [
+        ok(cli("submit", "-", "--type", work_type, "--everyone", stdin=f"echo {n}\n")).split()[0]
+        for n in range(5)
+    ]
+    one_page = json.loads(ok(cli("list", "--type", work_type, "--limit", "2", "--json")))
+    assert [entry["id"] for entry in one_page] == ids[:2]
+    every = json.loads(ok(cli("list", "--type", work_type, "--limit", "2", "--all", "--json")))
+    assert [entry["id"] for entry in every] == ids  # oldest first, each once
+    for work_id in ids[:3]:
+        ok(cli("cancel", work_id))
+    logged = json.loads(
+        ok(cli("list", "--log", "--type", work_type, "--limit", "2", "--all", "--json"))
+    )
+    assert [entry["id"] for entry in logged] == ids[:3]

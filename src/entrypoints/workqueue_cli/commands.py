@@ -17,7 +17,14 @@ from uuid import UUID
 
 from workqueue_broker.config import parse_duration
 from workqueue_cli import render
-from workqueue_core.models import AgentStatus, LogQuery, Targeting, WorkQuery, WorkStatus
+from workqueue_core.models import (
+    AgentStatus,
+    Cursor,
+    LogQuery,
+    Targeting,
+    WorkQuery,
+    WorkStatus,
+)
 from workqueue_core.retry import RetryPolicy
 from workqueue_core.service import SubmitRequest
 
@@ -159,15 +166,24 @@ async def cmd_list(client: Any, args: argparse.Namespace, out: TextIO) -> None:
     status = _status(args.status)
     claimed_by = parse_uuid(args.agent, "--agent") if args.agent else None
     use_log = args.log or (status is not None and status.is_terminal)
-    entries: list[Any]
-    if use_log:
-        entries = await client.list_log(
-            LogQuery(work_type=args.type, status=status, claimed_by=claimed_by, limit=args.limit)
-        )
-    else:
-        entries = await client.list_work(
-            WorkQuery(work_type=args.type, status=status, claimed_by=claimed_by, limit=args.limit)
-        )
+    entries: list[Any] = []
+    after: Cursor | None = None
+    filters = {
+        "work_type": args.type,
+        "status": status,
+        "claimed_by": claimed_by,
+        "limit": args.limit,
+    }
+    while True:  # with --all, page after page (keyset on the last entry's sort key)
+        if use_log:
+            page: list[Any] = await client.list_log(LogQuery(**filters, after=after))
+        else:
+            page = await client.list_work(WorkQuery(**filters, after=after))
+        entries.extend(page)
+        if not args.all or len(page) < args.limit:
+            break
+        last = page[-1]
+        after = Cursor(last.finished_at if use_log else last.created_at, last.id)
     if args.json:
         render.write_json(out, entries)
     else:

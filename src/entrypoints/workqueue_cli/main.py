@@ -137,7 +137,10 @@ def _add_work_commands(sub: Any, client: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", help="only this status, e.g. PENDING or FAILED")
     listing.add_argument("--agent", metavar="ID", help="only work claimed by this agent")
     listing.add_argument("--log", action="store_true", help="list the execution log")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+    listing.add_argument(
+        "--limit", type=int, default=100, help="at most this many (1-1000); with --all, per page"
+    )
+    listing.add_argument("--all", action="store_true", help="every match, page after page")
     listing.set_defaults(handler=commands.cmd_list)
 
     cancel = sub.add_parser("cancel", parents=[client], help="cancel unfinished work")
