@@ -107,6 +107,10 @@ HEARTBEAT_CONCURRENCY = 16
 IDLE_HEARTBEAT_TICK = 1.0
 """Longest sleep of the heartbeat loop (seconds)."""
 
+EMPTY_CLAIM_PAUSE = 0.2
+"""Seconds a worker waits before claiming again after an empty answer the broker did
+not hold as a long-poll (``claim_wait`` 0, or a broker that is shutting down)."""
+
 INVALID_RESULT = "InvalidResult"
 NO_HANDLER = "NoHandler"
 
@@ -410,6 +414,7 @@ class Worker:
                         lambda: self._stopping or len(self._running) < options.concurrency
                     )
                     continue
+                asked = anyio.current_time()
                 try:
                     items = await self.source.claim_next(
                         agent_id, work_types, min(free, options.batch), options.claim_wait
@@ -423,6 +428,12 @@ class Worker:
                 pause = 0.0
                 for item in items:
                     self._start(tg, item, agent_id)
+                quick = anyio.current_time() - asked < options.claim_wait / 2
+                if not items and (options.claim_wait == 0 or quick):
+                    # Nothing, and the broker did not hold the claim (no long-poll asked,
+                    # or a broker shutting down): do not ask again in a tight loop.
+                    with anyio.move_on_after(EMPTY_CLAIM_PAUSE):
+                        await self._wait_until(lambda: self._stopping)
         finally:
             self._claiming = False
             self._notify()

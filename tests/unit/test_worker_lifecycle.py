@@ -677,6 +677,25 @@ async def _echo(job: Job) -> str:
     return job.spec
 
 
+async def test_without_long_polls_an_empty_queue_is_not_polled_in_a_tight_loop(
+    harness: Harness,
+) -> None:
+    worker = make_worker(harness, claim_wait=0)
+
+    @worker.handler("later")
+    async def later(job: Job) -> str:
+        return "done"
+
+    async with running(worker):
+        await anyio.sleep(1.0)  # an empty queue for a second
+        polls = gated(worker).claim_calls
+        work_id = await harness.submit("later")
+        [record] = await harness.wait_ended(work_id)  # still found without a long-poll
+    # one poll per EMPTY_CLAIM_PAUSE (0.2 s), not thousands
+    assert 2 <= polls <= 10, polls
+    assert record.status is WorkStatus.SUCCEEDED
+
+
 async def test_stop_before_run_claims_nothing(harness: Harness) -> None:
     worker = Worker(harness.source(), name="idle", options=WorkerOptions(claim_wait=0.0))
     worker.register("echo", _echo)
