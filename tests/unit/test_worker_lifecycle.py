@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import anyio
@@ -85,6 +85,13 @@ async def queued(harness: Harness, work_id: UUID) -> WorkItem:
     state = await harness.state(work_id)
     assert isinstance(state, WorkItem), f"{work_id} ended: {state}"
     return state
+
+
+async def lease_renewed_at(harness: Harness, work_id: UUID, now: datetime) -> bool:
+    """True once a heartbeat at ``now`` or later has extended the item's lease."""
+    item = await queued(harness, work_id)
+    expires = item.lease_expires_at
+    return expires is not None and expires >= now + item.claim_timeout
 
 
 async def claimed_count(harness: Harness) -> int:
@@ -393,14 +400,7 @@ async def test_heartbeats_extend_the_lease(harness: Harness) -> None:
     async with running(worker):
         await until(lambda: worker.running == 1)
         now = harness.clock.advance(20)
-
-        async def extended() -> bool:
-            item = await queued(harness, work_id)
-            return item.lease_expires_at is not None and item.lease_expires_at >= now + (
-                item.claim_timeout
-            )
-
-        await until(extended)
+        await until(lambda: lease_renewed_at(harness, work_id, now))
         release.set()
         [record] = await harness.wait_ended(work_id)
     assert record.status is WorkStatus.SUCCEEDED
@@ -436,14 +436,7 @@ async def test_a_claim_is_kept_alive_while_its_completion_is_in_flight(
     async with running(worker):
         await until(lambda: source.waiting == 1)  # the handler ended; its report waits
         now = harness.clock.advance(20)
-
-        async def extended() -> bool:
-            item = await queued(harness, work_id)
-            return item.lease_expires_at is not None and item.lease_expires_at >= now + (
-                item.claim_timeout
-            )
-
-        await until(extended)
+        await until(lambda: lease_renewed_at(harness, work_id, now))
         harness.clock.advance(20)  # past the first lease: only the heartbeat kept it
         assert await harness.service.sweep() == []
         source.gate.set()

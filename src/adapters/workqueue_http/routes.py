@@ -118,6 +118,9 @@ AgentId = Annotated[UUID, PathParameter(description="The agent's id.")]
 Limit = Annotated[int, QueryParameter(description="Most rows returned (1-1000).")]
 Wait = Annotated[float, QueryParameter(description="Seconds to wait for work (0-30).")]
 Text = Annotated[str | None, QueryParameter()]
+IdempotencyKeyHeader = Annotated[
+    str | None, HeaderParameter(name="Idempotency-Key", required=False, max_length=255)
+]
 OptionalId = Annotated[UUID | None, QueryParameter()]
 WorkStatusFilter = Annotated[wire.WorkStatusName | None, QueryParameter()]
 AgentStatusFilter = Annotated[wire.AgentStatusName | None, QueryParameter()]
@@ -186,9 +189,7 @@ def _status(value: str | None) -> WorkStatus | None:
 async def submit_work(
     request: Request[Any, Any, Any],
     data: Annotated[wire.SubmitBody, _JSON],
-    idempotency_key: Annotated[
-        str | None, HeaderParameter(name="Idempotency-Key", required=False, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response[wire.SubmitOut]:
     ctx = api_context(request)
     caller = _caller(request)
@@ -218,9 +219,7 @@ async def submit_work(
 async def submit_many(
     request: Request[Any, Any, Any],
     data: Annotated[wire.SubmitManyBody, _JSON],
-    idempotency_key: Annotated[
-        str | None, HeaderParameter(name="Idempotency-Key", required=False, max_length=255)
-    ] = None,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> wire.SubmitManyOut:
     ctx = api_context(request)
     caller = _caller(request)
