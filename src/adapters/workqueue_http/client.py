@@ -201,26 +201,38 @@ class BrokerClient:
     ) -> list[SubmitResult | WorkqueueError]:
         """Queue several items, ``MAX_BATCH`` per request; each entry stands alone.
 
-        Results come in the given order. A request is retried after a lost answer
-        only when every entry in it has an idempotency key. When a request fails as a
-        whole (broker unreachable, the store down before it stored anything), its
-        error is raised, and the items of the requests before it stay stored: give
-        every item an idempotency key to submit a list again safely.
+        Results come in the given order, one per request: the ``SubmitResult``, or the
+        error that kept that entry from being stored. A request is retried after a lost
+        answer only when every entry in it has an idempotency key.
+
+        When a request fails as a whole (broker unreachable, the store down before it
+        stored anything), the list stops there, as the broker's own batch does: if
+        nothing was stored yet, the error is raised; otherwise the entries of that
+        request and of every later one (not sent) carry the error, and the earlier
+        results are kept. A ``StoreUnavailable`` entry may still have been stored (an
+        answer lost after the commit): give every item an idempotency key to submit
+        the failed entries again safely.
         """
         results: list[SubmitResult | WorkqueueError] = []
         for first in range(0, len(requests), MAX_BATCH):
             chunk = requests[first : first + MAX_BATCH]
-            out = await self._call(
-                "POST",
-                f"{API}/work/batch",
-                wire.SubmitManyOut,
-                repeatable=all(r.idempotency_key is not None for r in chunk),
-                json=wire.SubmitManyBody(items=[wire.submit_body_out(r) for r in chunk]),
-            )
-            if len(out.results) != len(chunk):
-                raise StoreUnavailable(
-                    f"the broker answered {len(out.results)} results for {len(chunk)} items"
+            try:
+                out = await self._call(
+                    "POST",
+                    f"{API}/work/batch",
+                    wire.SubmitManyOut,
+                    repeatable=all(r.idempotency_key is not None for r in chunk),
+                    json=wire.SubmitManyBody(items=[wire.submit_body_out(r) for r in chunk]),
                 )
+                if len(out.results) != len(chunk):
+                    raise StoreUnavailable(
+                        f"the broker answered {len(out.results)} results for {len(chunk)} items"
+                    )
+            except WorkqueueError as error:
+                if not results:
+                    raise
+                results.extend(error for _ in range(first, len(requests)))
+                break
             results.extend(_submit_outcome(entry) for entry in out.results)
         return results
 

@@ -189,3 +189,28 @@ async def test_any_key_the_broker_accepts_goes_through_the_client(
     assert isinstance(batched, SubmitResult) and not batched.created
     assert again.item.id == first.item.id == batched.item.id
     assert first.item.idempotency_key == key
+
+
+@pytest.mark.parametrize("good", [0, MAX_BATCH + 2])
+async def test_the_client_keeps_what_was_stored_when_a_later_request_fails(good: int) -> None:
+    """Requests 1 and 2 store ``good`` items, the rest fail; nothing earlier is lost."""
+    store = FailingAfter(good)
+    service = BrokerService(store, FakeClock(), SequentialIds(), SequentialTokens())
+    requests = [work(spec=f"item {i}") for i in range(2 * MAX_BATCH + 10)]
+    with serve(create_app(service, admin_tokens=[ADMIN_TOKEN])) as url:
+        async with BrokerClient(url, ADMIN_TOKEN, retries=0) as client:
+            if good == 0:  # nothing stored: the error itself is raised
+                with pytest.raises(StoreUnavailable):
+                    await client.submit_many(requests)
+                assert store.calls == 1
+                return
+            results = await client.submit_many(requests)
+            stats = await client.stats()
+    # request 1 stored all; request 2 stored 2, then its entries carry the 503; request 3
+    # failed as a whole (503 before storing), so its entries carry that error too
+    assert store.calls == good + 2
+    assert len(results) == len(requests)
+    stored = [r for r in results if isinstance(r, SubmitResult)]
+    assert [r.item.spec for r in stored] == [f"item {i}" for i in range(good)]
+    assert all(isinstance(r, StoreUnavailable) for r in results[good:])
+    assert stats.total(WorkStatus.PENDING) == good
