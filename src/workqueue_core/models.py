@@ -292,6 +292,7 @@ class Event:
     correlation_id: str | None = None
     detail: str = ""
     seq: int = 0
+    """The event's place in its store (from 1, increasing along a timeline); 0 until stored."""
 
 
 @attrs.frozen

@@ -77,6 +77,7 @@ from workqueue_core.worker_handlers import (
     default_classify,
 )
 from workqueue_core.worker_reports import CompletionReporter, ReportPolicy, call_with_retries
+from workqueue_core.worker_tasks import HandlerTasks
 
 __all__ = [
     "SHUTDOWN",
@@ -294,6 +295,7 @@ class Worker:
             source, self.options.report, self._answered
         )
         self._task_group: TaskGroup | None = None
+        self._handler_tasks = HandlerTasks(on_crash=lambda: None)
         self._running: dict[ClaimToken, _Run] = {}  # by token: a re-claim is a new run
         self._stopping = False
         self._started = False
@@ -353,22 +355,27 @@ class Worker:
         self._changed = anyio.Event()
         agent_id = await self._ensure_agent()
         work_types = self.handlers.work_types
-        async with anyio.create_task_group() as tg:
-            self._task_group = tg
-            tg.start_soon(self._reporter.run)
-            tg.start_soon(self._agent_loop, agent_id)
-            tg.start_soon(self._heartbeat_loop, agent_id)
-            self._claiming = True
-            tg.start_soon(self._claim_loop, tg, agent_id, work_types)
-            task_status.started(agent_id)
-            await self._wait_until(lambda: self._stopping)
-            with anyio.move_on_after(self.options.grace_period):
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                self._handler_tasks = HandlerTasks(on_crash=tg.cancel_scope.cancel)
+                tg.start_soon(self._reporter.run)
+                tg.start_soon(self._agent_loop, agent_id)
+                tg.start_soon(self._heartbeat_loop, agent_id)
+                self._claiming = True
+                tg.start_soon(self._claim_loop, agent_id, work_types)
+                task_status.started(agent_id)
+                await self._wait_until(lambda: self._stopping)
+                with anyio.move_on_after(self.options.grace_period):
+                    await self._wait_until(self._drained)
+                self._grace_over = True
+                for run in list(self._running.values()):
+                    run.stop(_shutdown())
                 await self._wait_until(self._drained)
-            self._grace_over = True
-            for run in list(self._running.values()):
-                run.stop(_shutdown())
-            await self._wait_until(self._drained)
-            tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
+        finally:
+            # cancelled from outside: the handlers' tasks are not the task group's
+            await self._handler_tasks.close()
 
     async def _ensure_agent(self) -> UUID:
         if self._agent_id is None:
@@ -403,7 +410,7 @@ class Worker:
                 log.warning("agent heartbeat of %s failed: %s", agent_id, error)
             await anyio.sleep(self.options.agent_heartbeat_interval)
 
-    async def _claim_loop(self, tg: TaskGroup, agent_id: UUID, work_types: list[str]) -> None:
+    async def _claim_loop(self, agent_id: UUID, work_types: list[str]) -> None:
         options = self.options
         pause = 0.0
         try:
@@ -427,7 +434,7 @@ class Worker:
                     continue
                 pause = 0.0
                 for item in items:
-                    self._start(tg, item, agent_id)
+                    self._start(item, agent_id)
                 quick = anyio.current_time() - asked < options.claim_wait / 2
                 if not items and (options.claim_wait == 0 or quick):
                     # Nothing, and the broker did not hold the claim (no long-poll asked,
@@ -438,7 +445,7 @@ class Worker:
             self._claiming = False
             self._notify()
 
-    def _start(self, tg: TaskGroup, item: WorkItem, agent_id: UUID) -> None:
+    def _start(self, item: WorkItem, agent_id: UUID) -> None:
         period = heartbeat_period(item.claim_timeout, self.options.heartbeat_interval)
         due = anyio.current_time() + period
         run = _Run(item, item.token, Job(item), period, due)
@@ -447,7 +454,7 @@ class Worker:
             run.stop(_shutdown())
         self._running[run.token] = run
         self.stats.claimed += 1
-        tg.start_soon(self._execute, run, agent_id, name=f"workqueue {item.work_type}")
+        self._handler_tasks.start(self._execute(run, agent_id), f"workqueue {item.work_type}")
 
     async def _execute(self, run: _Run, agent_id: UUID) -> None:
         handed_over = False  # a queued completion: the reporter's answer ends the run
