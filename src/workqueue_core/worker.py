@@ -355,10 +355,12 @@ class Worker:
         self._changed = anyio.Event()
         agent_id = await self._ensure_agent()
         work_types = self.handlers.work_types
+        crashes: list[Exception] = []
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 self._handler_tasks = HandlerTasks(on_crash=tg.cancel_scope.cancel)
+                tg.start_soon(self._cancel_handlers_on_exit)
                 tg.start_soon(self._reporter.run)
                 tg.start_soon(self._agent_loop, agent_id)
                 tg.start_soon(self._heartbeat_loop, agent_id)
@@ -374,8 +376,17 @@ class Worker:
                 await self._wait_until(self._drained)
                 tg.cancel_scope.cancel()
         finally:
-            # cancelled from outside: the handlers' tasks are not the task group's
-            await self._handler_tasks.close()
+            # the handlers' tasks are not the task group's: wait for them here
+            crashes = await self._handler_tasks.close()
+        if crashes:
+            raise ExceptionGroup("a worker's handler task crashed", crashes)
+
+    async def _cancel_handlers_on_exit(self) -> None:
+        """Cancel the handlers as soon as the task group is cancelled, as its own tasks are."""
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self._handler_tasks.cancel_all()
 
     async def _ensure_agent(self) -> UUID:
         if self._agent_id is None:

@@ -1,72 +1,89 @@
 """The worker's handler tasks: one plain asyncio task per claimed item.
 
 A worker starts a task for every item it claims, so the cost of starting one is
-paid per item. anyio's ``TaskGroup.start_soon`` costs about three times
-``loop.create_task`` (and a third of the executor's client CPU per no-op item), so
-the handlers run in plain asyncio tasks and ``HandlerTasks`` keeps the task group's
-promises for them itself:
+paid per item. anyio's ``TaskGroup.start_soon`` costs about twice what an asyncio
+task in a cancel scope of its own costs, so the handlers run in such tasks and
+``HandlerTasks`` keeps the task group's promises for them itself:
 
-- ``close()`` cancels the tasks still running and waits for them, shielded, so a
-  cancelled worker still reports their claims before ``run()`` ends; a task is
-  cancelled only once it has started (as anyio does), so its own clean-up runs;
-- the first exception a task raises (a bug: the worker catches every outcome of a
-  handler) calls ``on_crash`` and is raised again by ``close()``.
+- every task runs in an anyio ``CancelScope``: ``cancel_all()`` cancels them the way
+  a task group does, so shielded sections (a report on the way out) finish, and a
+  cancellation a task absorbs is delivered again at its next checkpoint;
+- ``close()`` cancels what is left and waits for every task, shielded, even through
+  a second cancellation of its own task (raised once everything has ended);
+- an exception a task raises (a bug: the worker catches every outcome of a handler)
+  is logged, calls ``on_crash`` and is returned by ``close()``.
 
-Each task still runs its handler in a cancel scope of its own and with a copy of the
-context variables, as a task group's task would. The worker therefore needs the
-asyncio backend of anyio (it is the only one workqueue runs on).
+A task still gets a copy of the starter's context variables, as a task group's does;
+it does not see the deadlines of scopes around the worker (``cancel_all()`` stands
+in for them). The worker therefore needs anyio's asyncio backend, the one
+workqueue runs on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 
 __all__ = ["HandlerTasks"]
 
+log = logging.getLogger("workqueue.worker")
+
 
 class HandlerTasks:
-    """Starts handler tasks and, on ``close()``, cancels and awaits those left."""
+    """Starts handler tasks, each in a cancel scope of its own; cancels and awaits them."""
 
     def __init__(self, on_crash: Callable[[], None]) -> None:
         self._on_crash = on_crash
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._error: BaseException | None = None
+        self._tasks: dict[asyncio.Task[None], anyio.CancelScope] = {}
+        self._crashes: list[Exception] = []
+        self._cancelled = False
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return sum(1 for task in self._tasks if not task.done())
 
     def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``coro`` in a task of its own, from the next turn of the event loop."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        scope = anyio.CancelScope()
+        if self._cancelled:
+            scope.cancel()
+        task = asyncio.get_running_loop().create_task(self._run(coro, scope), name=name)
+        self._tasks[task] = scope
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None and self._error is None:
-            self._error = error
+    async def _run(self, coro: Coroutine[Any, Any, None], scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                await coro
+        except Exception as error:
+            log.error("a worker task crashed", exc_info=error)
+            self._crashes.append(error)
             self._on_crash()
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tasks.pop(task, None)
 
-    async def close(self) -> None:
-        """Cancel the tasks still running, wait for every one, then raise a task's crash."""
+    def cancel_all(self) -> None:
+        """Cancel every task, and every task started from now on."""
+        self._cancelled = True
+        for scope in self._tasks.values():
+            scope.cancel()
+
+    async def close(self) -> list[Exception]:
+        """Cancel the tasks left, wait until every one has ended; return their crashes."""
+        self.cancel_all()
+        interrupted = False
         with anyio.CancelScope(shield=True):
-            # every task takes its first step before it is cancelled: a coroutine
-            # cancelled before it starts runs none of its body, not even its finally
-            await anyio.lowlevel.checkpoint()
-            for task in self._tasks:
-                if not task.done():
-                    task.cancel()
-            while self._tasks:
-                await asyncio.wait(set(self._tasks))
-                await anyio.lowlevel.checkpoint()  # let the done callbacks run
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            while pending := [task for task in self._tasks if not task.done()]:
+                try:
+                    await asyncio.wait(pending)
+                except asyncio.CancelledError:
+                    interrupted = True  # a plain task.cancel() passes any shield: wait on
+        self._tasks.clear()
+        if interrupted:
+            raise asyncio.CancelledError
+        crashes, self._crashes = self._crashes, []
+        return crashes

@@ -27,6 +27,7 @@ from test_worker_support import (
 from workqueue_core.errors import InvalidInput, WorkqueueError
 from workqueue_core.models import (
     LEASE_EXPIRED,
+    ClaimToken,
     Completion,
     ExecutionRecord,
     Failure,
@@ -633,6 +634,46 @@ async def test_cancelling_the_worker_releases_its_claims(harness: Harness) -> No
         assert item.last_error is not None
         assert item.last_error.reason == SHUTDOWN
     assert worker.stats.released == 3
+
+
+class SlowFailures(GatedSource):
+    """A broker whose failure reports take a while (and count as they land)."""
+
+    def __init__(self, inner: BrokerService) -> None:
+        super().__init__(inner)
+        self.fails_started = 0
+        self.fails_landed = 0
+
+    async def fail(
+        self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0
+    ) -> WorkItem | ExecutionRecord:
+        self.fails_started += 1
+        await anyio.sleep(0.2)
+        state = await super().fail(token, agent_id, failure, local_retries)
+        self.fails_landed += 1
+        return state
+
+
+async def test_cancelling_the_worker_lets_a_report_in_flight_land(harness: Harness) -> None:
+    source = SlowFailures(harness.service)
+    worker = Worker(source, name="worker-1", options=fast_options())
+
+    @worker.handler("boom")
+    async def boom(job: Job) -> str:
+        raise RetryableError("Boom", "went wrong")
+
+    work_id = await harness.submit("boom")
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            await until(lambda: source.fails_started == 1)
+            tg.cancel_scope.cancel()  # while the report is in flight
+
+    assert source.fails_landed == 1
+    assert await claimed_count(harness) == 0
+    item = await queued(harness, work_id)
+    assert item.last_error is not None and item.last_error.reason == "Boom"
+    assert worker.running == 0
 
 
 async def test_shared_handlers_serve_several_workers(harness: Harness) -> None:
