@@ -77,7 +77,7 @@ from workqueue_core.worker_handlers import (
     default_classify,
 )
 from workqueue_core.worker_reports import CompletionReporter, ReportPolicy, call_with_retries
-from workqueue_core.worker_tasks import HandlerTasks
+from workqueue_core.worker_tasks import HandlerTasks, require_asyncio
 
 __all__ = [
     "SHUTDOWN",
@@ -351,11 +351,12 @@ class Worker:
             raise RuntimeError("a Worker runs once; create a new one")
         if not self.handlers:
             raise InvalidInput("register at least one handler before running the worker")
+        require_asyncio()
         self._started = True
         self._changed = anyio.Event()
         agent_id = await self._ensure_agent()
         work_types = self.handlers.work_types
-        crashes: list[Exception] = []
+        crashes: list[BaseException] = []
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
@@ -379,7 +380,7 @@ class Worker:
             # the handlers' tasks are not the task group's: wait for them here
             crashes = await self._handler_tasks.close()
         if crashes:
-            raise ExceptionGroup("a worker's handler task crashed", crashes)
+            raise BaseExceptionGroup("a worker's handler task crashed", crashes)
 
     async def _cancel_handlers_on_exit(self) -> None:
         """Cancel the handlers as soon as the task group is cancelled, as its own tasks are."""

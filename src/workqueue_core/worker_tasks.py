@@ -10,8 +10,10 @@ task in a cancel scope of its own costs, so the handlers run in such tasks and
   cancellation a task absorbs is delivered again at its next checkpoint;
 - ``close()`` cancels what is left and waits for every task, shielded, even through
   a second cancellation of its own task (raised once everything has ended);
-- an exception a task raises (a bug: the worker catches every outcome of a handler)
-  is logged, calls ``on_crash`` and is returned by ``close()``.
+- an exception a task raises (a bug: the worker catches every outcome of a handler;
+  or a ``BaseException`` such as a test's ``pytest.fail``), and a task cancelled from
+  outside before it ran, are logged, call ``on_crash`` and are returned by
+  ``close()``; ``KeyboardInterrupt`` and ``SystemExit`` stop the event loop as usual.
 
 A task still gets a copy of the starter's context variables, as a task group's does;
 it does not see the deadlines of scopes around the worker (``cancel_all()`` stands
@@ -22,15 +24,26 @@ workqueue runs on.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
-__all__ = ["HandlerTasks"]
+__all__ = ["HandlerTasks", "require_asyncio"]
 
 log = logging.getLogger("workqueue.worker")
+
+
+def require_asyncio() -> None:
+    """Raise unless an asyncio event loop runs this task (the worker needs one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError("the Worker runs on asyncio only (anyio's asyncio backend)") from None
 
 
 class HandlerTasks:
@@ -39,32 +52,42 @@ class HandlerTasks:
     def __init__(self, on_crash: Callable[[], None]) -> None:
         self._on_crash = on_crash
         self._tasks: dict[asyncio.Task[None], anyio.CancelScope] = {}
-        self._crashes: list[Exception] = []
+        self._crashes: list[BaseException] = []
         self._cancelled = False
 
     def __len__(self) -> int:
-        return sum(1 for task in self._tasks if not task.done())
+        return len(self._tasks)
 
     def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        """Run ``coro`` in a task of its own, from the next turn of the event loop."""
+        """Run ``coro`` in a task of its own (at once with an eager task factory)."""
         scope = anyio.CancelScope()
         if self._cancelled:
             scope.cancel()
         task = asyncio.get_running_loop().create_task(self._run(coro, scope), name=name)
         self._tasks[task] = scope
+        task.add_done_callback(functools.partial(self._ended, coro))
 
     async def _run(self, coro: Coroutine[Any, Any, None], scope: anyio.CancelScope) -> None:
         try:
             with scope:
                 await coro
-        except Exception as error:
-            log.error("a worker task crashed", exc_info=error)
-            self._crashes.append(error)
-            self._on_crash()
-        finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self._tasks.pop(task, None)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise  # not the task's own fault: the loop or its owner is stopping
+        except BaseException as error:
+            self._crashed(error)
+
+    def _ended(self, coro: Coroutine[Any, Any, None], task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+            # cancelled from outside before its first step: none of it ran, not even
+            # the report; the worker cannot account for that claim any more
+            coro.close()
+            self._crashed(RuntimeError(f"task {task.get_name()!r} was cancelled before it ran"))
+
+    def _crashed(self, error: BaseException) -> None:
+        log.error("a worker task crashed", exc_info=error)
+        self._crashes.append(error)
+        self._on_crash()
 
     def cancel_all(self) -> None:
         """Cancel every task, and every task started from now on."""
@@ -72,16 +95,23 @@ class HandlerTasks:
         for scope in self._tasks.values():
             scope.cancel()
 
-    async def close(self) -> list[Exception]:
+    async def close(self) -> list[BaseException]:
         """Cancel the tasks left, wait until every one has ended; return their crashes."""
         self.cancel_all()
         interrupted = False
         with anyio.CancelScope(shield=True):
-            while pending := [task for task in self._tasks if not task.done()]:
+            while True:
+                pending = [task for task in self._tasks if not task.done()]
                 try:
-                    await asyncio.wait(pending)
+                    if pending:
+                        await asyncio.wait(pending)
+                        continue
+                    await anyio.lowlevel.checkpoint()  # the done callbacks of the last ones
                 except asyncio.CancelledError:
                     interrupted = True  # a plain task.cancel() passes any shield: wait on
+                    continue
+                if not any(not task.done() for task in self._tasks):
+                    break
         self._tasks.clear()
         if interrupted:
             raise asyncio.CancelledError

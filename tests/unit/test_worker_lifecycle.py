@@ -610,22 +610,27 @@ async def test_graceful_stop_finishes_within_grace_and_releases_the_rest(
     await harness.check_replay(stuck_id)
 
 
-async def test_cancelling_the_worker_releases_its_claims(harness: Harness) -> None:
+def hanging_worker(harness: Harness) -> tuple[Worker, list[UUID]]:
+    """A worker (3 slots) whose ``hang`` handler never returns; it lists the items it ran."""
     worker = make_worker(harness, concurrency=3)
-    started = 0
+    started: list[UUID] = []
 
     @worker.handler("hang")
     async def hang(job: Job) -> str:
-        nonlocal started
-        started += 1
+        started.append(job.id)
         await anyio.sleep_forever()
         return "never"  # pragma: no cover
 
+    return worker, started
+
+
+async def test_cancelling_the_worker_releases_its_claims(harness: Harness) -> None:
+    worker, started = hanging_worker(harness)
     ids = [await harness.submit("hang") for _ in range(3)]
     with anyio.fail_after(HANG_GUARD):
         async with anyio.create_task_group() as tg:
             await tg.start(worker.run)
-            await until(lambda: started == 3)
+            await until(lambda: len(started) == 3)
             tg.cancel_scope.cancel()
 
     assert await claimed_count(harness) == 0
@@ -673,6 +678,29 @@ async def test_cancelling_the_worker_lets_a_report_in_flight_land(harness: Harne
     assert await claimed_count(harness) == 0
     item = await queued(harness, work_id)
     assert item.last_error is not None and item.last_error.reason == "Boom"
+    assert worker.running == 0
+
+
+class Abort(BaseException):
+    """Not an Exception (as ``pytest.fail``'s is not): no handler outcome, a crash."""
+
+
+async def test_a_handler_raising_a_base_exception_ends_the_worker(harness: Harness) -> None:
+    worker, hanging = hanging_worker(harness)
+
+    @worker.handler("abort")
+    async def abort(job: Job) -> str:
+        await until(lambda: len(hanging) == 2)
+        raise Abort("from a handler")
+
+    hang_ids = [await harness.submit("hang") for _ in range(2)]
+    await harness.submit("abort")
+    with anyio.fail_after(HANG_GUARD), pytest.raises(BaseExceptionGroup) as raised:
+        await worker.run()
+    assert [type(e) for e in raised.value.exceptions] == [Abort]
+    for work_id in hang_ids:  # the others were cancelled and released, as on a cancel
+        item = await queued(harness, work_id)
+        assert item.last_error is not None and item.last_error.reason == SHUTDOWN
     assert worker.running == 0
 
 

@@ -181,6 +181,45 @@ async def test_a_crash_is_logged_signalled_at_once_and_returned_by_close(
     assert await tasks.close() == []  # returned once
 
 
+class Abort(BaseException):
+    """Not an Exception, as pytest.fail's is not."""
+
+
+async def test_a_base_exception_is_a_crash_too() -> None:
+    crashes: list[None] = []
+    tasks = HandlerTasks(on_crash=lambda: crashes.append(None))
+
+    async def aborting() -> None:
+        raise Abort("from a handler")
+
+    tasks.start(aborting(), "aborting")
+    with anyio.fail_after(HANG_GUARD):
+        await ended(tasks)
+    assert crashes == [None]
+    [raised] = await tasks.close()
+    assert isinstance(raised, Abort)
+
+
+async def test_a_task_cancelled_from_outside_before_it_ran_is_a_crash() -> None:
+    crashes: list[None] = []
+    tasks = HandlerTasks(on_crash=lambda: crashes.append(None))
+    steps: list[str] = []
+
+    async def handler() -> None:
+        steps.append("ran")  # pragma: no cover
+
+    before = asyncio.all_tasks()
+    tasks.start(handler(), "doomed")
+    [task] = asyncio.all_tasks() - before
+    task.cancel()  # e.g. a sweep over every task of the loop
+    with anyio.fail_after(HANG_GUARD):
+        await ended(tasks)
+    assert steps == []
+    assert crashes == [None]  # the worker is told: that claim is beyond its reach
+    [raised] = await tasks.close()
+    assert "'doomed' was cancelled before it ran" in str(raised)
+
+
 async def test_each_task_has_its_own_context_variables() -> None:
     tasks = HandlerTasks(on_crash=no_crash)
     current.set("parent")
