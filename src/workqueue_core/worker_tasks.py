@@ -31,7 +31,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 
 __all__ = ["HandlerTasks", "require_asyncio"]
 
@@ -100,19 +99,13 @@ class HandlerTasks:
         self.cancel_all()
         interrupted = False
         with anyio.CancelScope(shield=True):
-            while True:
-                pending = [task for task in self._tasks if not task.done()]
+            while self._tasks:
                 try:
-                    if pending:
-                        await asyncio.wait(pending)
-                        continue
-                    await anyio.lowlevel.checkpoint()  # the done callbacks of the last ones
+                    # each task's own done callback (``_ended``) runs before wait()
+                    # returns, so every task waited for has left ``_tasks`` by then
+                    await asyncio.wait(list(self._tasks))
                 except asyncio.CancelledError:
                     interrupted = True  # a plain task.cancel() passes any shield: wait on
-                    continue
-                if not any(not task.done() for task in self._tasks):
-                    break
-        self._tasks.clear()
         if interrupted:
             raise asyncio.CancelledError
         crashes, self._crashes = self._crashes, []
