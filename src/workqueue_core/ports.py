@@ -237,6 +237,7 @@ class Store(WorkStore, AgentRegistry, Protocol):
     """A store that holds both work and agents (eligibility needs both, atomically)."""
 
 
+@runtime_checkable
 class Notifier(Protocol):
     """Wakes claimers waiting for eligible work.
 

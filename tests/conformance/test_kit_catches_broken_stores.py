@@ -30,6 +30,7 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
+from workqueue_core.notify import InProcessNotifier
 from workqueue_core.queue_state import QueueState
 from workqueue_memory import MemoryStore
 
@@ -220,6 +221,29 @@ class RacySweepStore(MemoryStore):
         return results
 
 
+class _MutableNotifier(InProcessNotifier):
+    muted = False
+
+    def notify(self) -> None:
+        if not self.muted:
+            super().notify()
+
+
+class QuietApprovalStore(MemoryStore):
+    """Approves held items without waking the claimers waiting for work."""
+
+    def __init__(self, *, state: QueueState) -> None:
+        self._quiet = _MutableNotifier()
+        super().__init__(state=state, notifier=self._quiet)
+
+    async def approve(self, work_id: UUID, actor: str, now: datetime) -> WorkItem:
+        self._quiet.muted = True
+        try:
+            return await super().approve(work_id, actor, now)
+        finally:
+            self._quiet.muted = False
+
+
 @pytest.mark.parametrize(
     ("state_class", "symptom"),
     [
@@ -259,3 +283,10 @@ def test_the_suite_catches_a_broken_store(state_class: type[QueueState], symptom
 
 def test_the_suite_catches_a_sweep_that_races_another() -> None:
     run_until_caught(factory_for(QueueState, RacySweepStore), r"concurrent sweeps: .* swept twice")
+
+
+def test_the_suite_catches_an_approval_that_wakes_nobody() -> None:
+    run_until_caught(
+        factory_for(QueueState, QuietApprovalStore),
+        r"approve: the reference wakes waiting claimers here, but the store's notifier",
+    )

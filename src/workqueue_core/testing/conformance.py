@@ -25,7 +25,9 @@ every id), filtered and paginated queries, ``pending_for`` with type filters,
 stats, agent listings and token lookups, pruning (records, events and keys gone),
 and races: concurrent claims, and two sweeps racing each other and a claim
 holder's heartbeat, complete or fail. Times carry microseconds and payloads come
-from all of Unicode (NUL excluded), up to a few KiB.
+from all of Unicode (NUL excluded), up to a few KiB. When the store has a
+``notifier`` (the ``Notifier`` port), every step on which the reference wakes
+claimers must wake a waiter armed before it.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.ports import Store
+from workqueue_core.ports import Notifier, Store
 from workqueue_core.queue_state import QueueState
 from workqueue_core.replay import ReplayError, agrees, replay
 from workqueue_core.testing import strategies as wst
@@ -136,6 +138,9 @@ FAR_FUTURE = timedelta(days=3650)
 UNKNOWN = UUID(int=10**12)
 """An id no generated agent or item has."""
 
+WAKE_TIMEOUT = 5.0
+"""How long a store's notifier may take to deliver a wake-up the reference sends (seconds)."""
+
 
 def _comparable(value: Any) -> Any:
     """What must be equal between the store and the reference."""
@@ -166,7 +171,12 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.store: Store = self._stack.enter_context(
             self.portal.wrap_async_context_manager(self.store_factory())
         )
-        self.model = QueueState(random_source=lambda: 0.0)
+        self._wake_listener = self._reference_woke
+        """One bound method object, shared (not copied) by every copy of the reference."""
+        self.model = QueueState(random_source=lambda: 0.0, on_pending=self._wake_listener)
+        notifier = getattr(self.store, "notifier", None)
+        self.notifier: Notifier | None = notifier if isinstance(notifier, Notifier) else None
+        self._woken = False
         self.now = EPOCH
         self.agent_ids: list[UUID] = []
         self.work_ids: list[UUID] = []
@@ -189,17 +199,31 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return self.portal.call(functools.partial(fn, *args, **kwargs))
 
+    def _reference_woke(self) -> None:
+        self._woken = True
+
+    def _mark(self) -> int | None:
+        """The store's notifier position now (None when it has no notifier)."""
+        return None if self.notifier is None else self.portal.call(self.notifier.mark)
+
     def _both(
         self,
         op: str,
         on_store: Callable[[], Awaitable[Any]],
         on_model: Callable[[], Any],
     ) -> tuple[Outcome, Outcome]:
-        """Run one operation on both sides and require the same outcome."""
+        """Run one operation on both sides and require the same outcome.
+
+        When the store has a ``notifier`` and the reference wakes claimers on this
+        step (an item became PENDING, an agent registered or changed), the store's
+        notifier must wake a waiter armed before the step.
+        """
+        mark = self._mark()
         try:
             got: Outcome = (self.portal.call(on_store), None)
         except WorkqueueError as error:
             got = (None, error)
+        self._woken = False
         try:
             want: Outcome = (on_model(), None)
         except WorkqueueError as error:
@@ -214,7 +238,15 @@ class ConformanceMachine(RuleBasedStateMachine):
             )
         if got[1] is None and _comparable(got[0]) != _comparable(want[0]):
             raise _fail(f"{op}: the store returned {got[0]!r}, the reference {want[0]!r}")
+        if self._woken:
+            self._require_wake(mark, f"{op}: the reference wakes waiting claimers here")
         return got, want
+
+    def _require_wake(self, mark: int | None, why: str) -> None:
+        """The store's notifier, if any, woke after ``mark`` (or within ``WAKE_TIMEOUT``)."""
+        notifier = self.notifier
+        if notifier is not None and not self.portal.call(notifier.wait, WAKE_TIMEOUT, mark):
+            raise _fail(f"{why}, but the store's notifier did not wake within {WAKE_TIMEOUT} s")
 
     def _agent(self, data: st.DataObject) -> UUID:
         return _pick(data, self.agent_ids, "agent")
@@ -667,6 +699,7 @@ class ConformanceMachine(RuleBasedStateMachine):
                         lambda m: m.fail(token, agent_id, self.now, failure, retries),
                     )
                 )
+        mark = self._mark()
         outcomes = self._run_at_once([on_store for _, on_store, _ in ops])
         swept: dict[UUID, Any] = {}
         for value, error in outcomes[:2]:
@@ -706,6 +739,14 @@ class ConformanceMachine(RuleBasedStateMachine):
             )
         self.model = explained
         event(f"concurrent sweeps: swept {min(len(swept), 3)}{'+' if len(swept) >= 3 else ''}")
+        retried = [state for state in swept.values() if isinstance(state, WorkItem)]
+        retried += [
+            value
+            for value, _ in outcomes[2:]
+            if isinstance(value, WorkItem) and value.status is WorkStatus.PENDING
+        ]
+        if retried:
+            self._require_wake(mark, f"concurrent sweeps: {retried[0].id} went back to PENDING")
         self.touched.update(swept)
         if token is not None:
             self.touched.add(token.work_id)
@@ -732,7 +773,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         self, racer: Callable[[QueueState], Any] | None, racer_first: bool
     ) -> tuple[QueueState, Outcome | None, dict[UUID, Any]]:
         """On a copy of the reference: the racer, then one full sweep (or the other way)."""
-        model = copy.deepcopy(self.model)
+        model = copy.deepcopy(self.model, {id(self._wake_listener): self._wake_listener})
         want_racer: Outcome | None = None
         if racer is not None and racer_first:
             want_racer = self._outcome(functools.partial(racer, model))
