@@ -10,7 +10,9 @@ fails then, so the stores learn the new field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from types import MemberDescriptorType
 from typing import Any
 
 import attrs
@@ -44,8 +46,10 @@ ITEM_FIELDS = (
 )
 """``WorkItem``'s fields, in the order ``stored_item`` takes their values."""
 
-FAST_ITEMS = tuple(a.name for a in attrs.fields(WorkItem)) == ITEM_FIELDS
-"""Whether ``stored_item`` may build items field by field."""
+FAST_ITEMS = tuple(a.name for a in attrs.fields(WorkItem)) == ITEM_FIELDS and all(
+    isinstance(WorkItem.__dict__.get(name), MemberDescriptorType) for name in ITEM_FIELDS
+)
+"""Whether ``stored_item`` may build items field by field (through their slots)."""
 
 FAST_RECORDS = tuple(a.name for a in attrs.fields(ExecutionRecord)) == (
     "item",
@@ -57,6 +61,11 @@ FAST_RECORDS = tuple(a.name for a in attrs.fields(ExecutionRecord)) == (
 
 _new = object.__new__
 _set = object.__setattr__
+_ITEM_SETTERS: tuple[Callable[[WorkItem, Any], None], ...] = (
+    tuple(WorkItem.__dict__[name].__set__ for name in ITEM_FIELDS) if FAST_ITEMS else ()
+)
+"""Each field's slot writer, in ``ITEM_FIELDS`` order: cheaper than ``object.__setattr__``,
+which looks the slot up on every call."""
 
 
 def stored_item(values: tuple[Any, ...]) -> WorkItem:
@@ -65,8 +74,8 @@ def stored_item(values: tuple[Any, ...]) -> WorkItem:
     if not FAST_ITEMS:
         return WorkItem(**dict(zip(ITEM_FIELDS, values, strict=True)))
     item: WorkItem = _new(WorkItem)
-    for name, value in zip(ITEM_FIELDS, values, strict=True):
-        _set(item, name, value)
+    for write, value in zip(_ITEM_SETTERS, values, strict=True):
+        write(item, value)
     return item
 
 
