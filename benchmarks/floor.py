@@ -3,7 +3,9 @@
 The items and agents are created through the store (not timed); the drain runs
 ``workqueue_postgres.sql``'s ``claim_next`` and ``complete_many`` statements (which
 write their events in the same statement) on one autocommit connection per
-claimer, with no library objects: rows stay tuples, nothing is decoded.
+claimer, with no library objects: the rows the statements return are left
+undecoded in the result, except the two values the next statement needs (each
+claimed row's id and attempt, read from the binary result as they are).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from benchmarks._workload import WORK_TYPE, now
 SCHEMA = "bench_floor"
 
 
+def _int4(data: bytes | None) -> int:
+    """A binary ``integer`` value."""
+    return int.from_bytes(data or b"", "big", signed=True)
+
+
 async def _claimer(dsn: str, st: Any, columns: tuple[str, ...], agent_id: UUID, batch: int) -> int:
     id_at = columns.index("id")
     attempt_at = columns.index("attempt")
@@ -38,22 +45,25 @@ async def _claimer(dsn: str, st: Any, columns: tuple[str, ...], agent_id: UUID, 
             claim["now"] = now()
             cur = conn.cursor(binary=True)
             await cur.execute(st.claim_next, claim)
-            rows = await cur.fetchall()
-            if not rows:
+            claimed = cur.pgresult
+            k = 0 if claimed is None else claimed.ntuples
+            if claimed is None or k == 0:
                 return done
-            k = len(rows)
+            value = claimed.get_value
             await cur.execute(
                 st.complete_many,
                 {
-                    "ids": [r[id_at] for r in rows],
-                    "attempts": [r[attempt_at] for r in rows],
+                    "ids": [UUID(bytes=value(i, id_at)) for i in range(k)],
+                    "attempts": [_int4(value(i, attempt_at)) for i in range(k)],
                     "agents": [agent_id] * k,
                     "results": [None] * k,
                     "local_retries": [0] * k,
                     "now": now(),
                 },
             )
-            await cur.fetchall()
+            completed = cur.pgresult
+            if completed is None or completed.ntuples != k:
+                raise RuntimeError(f"complete_many completed fewer than the {k} claimed")
             done += k
 
 

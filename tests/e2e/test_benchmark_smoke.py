@@ -24,7 +24,7 @@ def test_quick_benchmark_drains_everything(tmp_path: Path) -> None:
             "--jobs",
             "300",
             "--systems",
-            "ours,floor,pgqueuer,procrastinate,executor",
+            "ours,floor,pgqueuer,procrastinate,executor,narrow",
             "--latency-sizes",
             "200,400",
             "--latency-samples",
@@ -44,7 +44,7 @@ def test_quick_benchmark_drains_everything(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     report = json.loads(output.read_text())
     drains = report["drains"]
-    assert {"ours", "floor", "pgqueuer", "procrastinate"} <= set(drains)
+    assert {"ours", "floor", "pgqueuer", "procrastinate", "executor", "narrow"} <= set(drains)
     for system, result in drains.items():
         assert result["error"] is None, (system, result["error"])
         assert result["completed"] == result["submitted"] == 300, (system, result)
