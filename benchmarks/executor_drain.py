@@ -4,7 +4,7 @@
 items into a fresh schema, then times ``Worker``s running a real (no-op) handler
 for each: claims of up to ``batch`` items sized by free slots, a heartbeat task
 per claim (armed at a third of the lease), the per-attempt timeout scope, and
-completions batched by ``complete_many``. The shape matches the pgqueuer anchor:
+completions batched by ``complete_many_quiet``. The shape matches the pgqueuer anchor:
 ``concurrency`` is the number of claimers (one ``Worker`` each, as pgqueuer runs
 one QueueManager per claimer) and each worker runs up to ``2 * batch`` handlers
 at once (pgqueuer's ``max_concurrent_tasks=2*batch``).

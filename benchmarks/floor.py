@@ -1,7 +1,7 @@
 """The bare-SQL floor: our store's own claim and complete statements, run with bare psycopg.
 
 The items and agents are created through the store (not timed); the drain runs
-``workqueue_postgres.sql``'s ``claim_next`` and ``complete_many`` statements (which
+``workqueue_postgres.sql``'s ``claim_next`` and ``complete_many_quiet`` statements (which
 write their events in the same statement) on one autocommit connection per
 claimer, with no library objects: the rows the statements return are left
 undecoded in the result, except the two values the next statement needs (each
@@ -51,7 +51,7 @@ async def _claimer(dsn: str, st: Any, columns: tuple[str, ...], agent_id: UUID, 
                 return done
             value = claimed.get_value
             await cur.execute(
-                st.complete_many,
+                st.complete_many_quiet,
                 {
                     "ids": [UUID(bytes=value(i, id_at)) for i in range(k)],
                     "attempts": [_int4(value(i, attempt_at)) for i in range(k)],
@@ -63,7 +63,7 @@ async def _claimer(dsn: str, st: Any, columns: tuple[str, ...], agent_id: UUID, 
             )
             completed = cur.pgresult
             if completed is None or completed.ntuples != k:
-                raise RuntimeError(f"complete_many completed fewer than the {k} claimed")
+                raise RuntimeError(f"complete_many_quiet completed fewer than the {k} claimed")
             done += k
 
 
@@ -94,7 +94,9 @@ async def drain(dsn: str, n: int, claimers: int, batch: int) -> DrainResult:
             done,
             seconds,
             enqueue_seconds,
-            settings=f"{claimers} connections, sql.claim_next(limit={batch}) + sql.complete_many",
+            settings=(
+                f"{claimers} connections, sql.claim_next(limit={batch}) + sql.complete_many_quiet"
+            ),
             error=None if left == 0 else f"{left} items left in the queue",
         )
     except Exception as exc:

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.errors import InvalidInput, LabelError, SelectorError
+from workqueue_core.errors import InvalidInput, LabelError, SelectorError, WorkqueueError
 from workqueue_core.retry import RetryPolicy
 from workqueue_core.selectors import LabelSelector, validate_labels
 
@@ -32,6 +32,7 @@ __all__ = [
     "WorkItem",
     "WorkQuery",
     "WorkStatus",
+    "quiet_outcomes",
 ]
 
 
@@ -311,6 +312,13 @@ class Completion:
     agent_id: UUID
     result: str | None = None
     local_retries: int = 0
+
+
+def quiet_outcomes(
+    outcomes: Iterable[ExecutionRecord | WorkqueueError],
+) -> list[WorkqueueError | None]:
+    """A batch completion's answers with each log record replaced by ``None``."""
+    return [o if isinstance(o, WorkqueueError) else None for o in outcomes]
 
 
 @attrs.frozen

@@ -116,6 +116,14 @@ class WorkStore(Protocol):
         """Complete several claims at once; each entry succeeds or fails on its own."""
         ...
 
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[WorkqueueError | None]:
+        """As ``complete_many``, but a completed entry is answered ``None`` instead of its
+        log record: for callers that do not read the records (a worker), so the store
+        need neither return nor decode them."""
+        ...
+
     async def fail(
         self,
         token: ClaimToken,

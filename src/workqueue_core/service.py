@@ -138,6 +138,14 @@ def _check_local_retries(local_retries: int) -> None:
         raise InvalidInput(f"local_retries must be an integer >= 0, got {local_retries!r}")
 
 
+def _check_completions(completions: Sequence[Completion]) -> None:
+    if len(completions) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} completions at once")
+    for completion in completions:
+        _bounded_bytes("result", completion.result, MAX_RESULT_BYTES)
+        _check_local_retries(completion.local_retries)
+
+
 def _check_work_types(work_types: Sequence[str] | None) -> list[str] | None:
     """A list of work type names; a bare string is refused (it would be split into letters).
 
@@ -427,12 +435,15 @@ class BrokerService:
         self, completions: Sequence[Completion]
     ) -> list[ExecutionRecord | WorkqueueError]:
         """Record several successes at once."""
-        if len(completions) > MAX_BATCH:
-            raise InvalidInput(f"at most {MAX_BATCH} completions at once")
-        for completion in completions:
-            _bounded_bytes("result", completion.result, MAX_RESULT_BYTES)
-            _check_local_retries(completion.local_retries)
+        _check_completions(completions)
         return await self.store.complete_many(completions, self.clock.now())
+
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion]
+    ) -> list[WorkqueueError | None]:
+        """As ``complete_many``, answering ``None`` for each completed entry (no records)."""
+        _check_completions(completions)
+        return await self.store.complete_many_quiet(completions, self.clock.now())
 
     async def fail(
         self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0

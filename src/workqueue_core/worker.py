@@ -160,6 +160,12 @@ class WorkSource(Protocol):
         """Record several successes; each entry succeeds or fails on its own."""
         ...
 
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion]
+    ) -> list[WorkqueueError | None]:
+        """As ``complete_many``, answering ``None`` for each completed entry (no records)."""
+        ...
+
     async def fail(
         self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0
     ) -> WorkItem | ExecutionRecord:
@@ -594,7 +600,7 @@ class Worker:
             outcome = instead
         await self._report_failure(run, agent_id, outcome)
 
-    def _answered(self, run: _Run, answer: ExecutionRecord | WorkqueueError) -> None:
+    def _answered(self, run: _Run, answer: WorkqueueError | None) -> None:
         """The reporter's answer to a queued completion: the run ends, or fails instead."""
         failing = False
         try:
@@ -613,9 +619,10 @@ class Worker:
         finally:
             self._finish(run)
 
-    def _settle(self, run: _Run, answer: ExecutionRecord | WorkqueueError) -> Failure | None:
-        """Count the answer to a completion; a failure to report when the result was refused."""
-        if isinstance(answer, ExecutionRecord):
+    def _settle(self, run: _Run, answer: WorkqueueError | None) -> Failure | None:
+        """Count the answer to a completion (None: completed); a failure to report when the
+        result was refused."""
+        if answer is None:
             self.stats.succeeded += 1
             return None
         if not isinstance(answer, InvalidInput):

@@ -1,7 +1,8 @@
 """Reporting attempts to the broker: batched completions and retried failure reports.
 
 Completions of several handlers that finish close together go out in one
-``complete_many`` call: a reporter task sends whatever has gathered while its
+``complete_many_quiet`` call (answered ``None`` per completed entry: the worker does
+not read log records): a reporter task sends whatever has gathered while its
 previous call was in flight (no added delay), and the handlers' tasks do not wait
 for the answer. A report that meets ``StoreUnavailable`` or a
 timeout is retried a few times; repeating a report with the same token is safe
@@ -18,7 +19,7 @@ import anyio
 import attrs
 
 from workqueue_core.errors import StoreUnavailable, WorkqueueError
-from workqueue_core.models import Completion, ExecutionRecord
+from workqueue_core.models import Completion
 
 __all__ = ["CompletionReporter", "ReportPolicy", "call_with_retries"]
 
@@ -31,9 +32,9 @@ MAX_COMPLETION_BATCH = 1000
 
 
 class _CompletionSink(Protocol):
-    async def complete_many(
+    async def complete_many_quiet(
         self, completions: Sequence[Completion]
-    ) -> list[ExecutionRecord | WorkqueueError]: ...
+    ) -> list[WorkqueueError | None]: ...
 
 
 @attrs.frozen
@@ -68,13 +69,13 @@ async def call_with_retries(call: Callable[[], Awaitable[T]], policy: ReportPoli
 
 
 class CompletionReporter(Generic[K]):
-    """Sends completions with ``complete_many`` from a task of its own, one call at a time
+    """Sends completions with ``complete_many_quiet`` from a task of its own, one call at a time
     while it runs.
 
     ``put(key, completion)`` queues a completion without waiting; ``run()`` (started
     in the worker's task group) sends whatever has gathered while the previous call
-    was in flight, and hands each answer to ``on_answer(key, answer)``: the log
-    record, or the error the broker answered for that entry. When ``run()`` is
+    was in flight, and hands each answer to ``on_answer(key, answer)``: ``None``
+    (completed), or the error the broker answered for that entry. When ``run()`` is
     cancelled it sends what is queued in a shielded scope and closes: ``put`` then
     returns False and the caller reports with ``send`` itself.
     """
@@ -83,7 +84,7 @@ class CompletionReporter(Generic[K]):
         self,
         sink: _CompletionSink,
         policy: ReportPolicy,
-        on_answer: Callable[[K, ExecutionRecord | WorkqueueError], None],
+        on_answer: Callable[[K, WorkqueueError | None], None],
     ) -> None:
         self._sink = sink
         self._policy = policy
@@ -127,17 +128,15 @@ class CompletionReporter(Generic[K]):
             except Exception:  # one bad callback must not strand the other answers
                 log.exception("handling the answer to a completion failed")
 
-    async def send(
-        self, completions: Sequence[Completion]
-    ) -> list[ExecutionRecord | WorkqueueError]:
+    async def send(self, completions: Sequence[Completion]) -> list[WorkqueueError | None]:
         """Send ``completions`` now (retried); one answer per entry, never raises."""
         try:
             answered = await call_with_retries(
-                lambda: self._sink.complete_many(completions), self._policy
+                lambda: self._sink.complete_many_quiet(completions), self._policy
             )
             if len(answered) != len(completions):
                 raise StoreUnavailable(
-                    f"complete_many answered {len(answered)} outcomes "
+                    f"complete_many_quiet answered {len(answered)} outcomes "
                     f"for {len(completions)} completions"
                 )
             return list(answered)

@@ -221,6 +221,16 @@ class RacySweepStore(MemoryStore):
         return results
 
 
+class QuietAlwaysDoneStore(MemoryStore):
+    """Answers every entry of a quiet batch completion as completed, refused or not."""
+
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[WorkqueueError | None]:
+        await super().complete_many_quiet(completions, now)
+        return [None] * len(completions)
+
+
 class _MutableNotifier(InProcessNotifier):
     muted = False
 
@@ -290,3 +300,7 @@ def test_the_suite_catches_an_approval_that_wakes_nobody() -> None:
         factory_for(QueueState, QuietApprovalStore),
         r"approve: the reference wakes waiting claimers here, but the store's notifier",
     )
+
+
+def test_the_suite_catches_a_quiet_completion_that_hides_refusals() -> None:
+    run_until_caught(factory_for(QueueState, QuietAlwaysDoneStore), r"complete_many_quiet")

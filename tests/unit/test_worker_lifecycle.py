@@ -319,12 +319,12 @@ class RefusingSource(GatedSource):
     """A broker that refuses results it cannot keep with ``InvalidInput`` for the whole
     call (as the HTTP broker does with a bad entry), though the worker found them fine."""
 
-    async def complete_many(
+    async def complete_many_quiet(
         self, completions: Sequence[Completion]
-    ) -> list[ExecutionRecord | WorkqueueError]:
+    ) -> list[WorkqueueError | None]:
         if any(c.result == "refused by the broker" for c in completions):
             raise InvalidInput("the broker refuses this result")
-        return await super().complete_many(completions)
+        return await super().complete_many_quiet(completions)
 
 
 async def test_a_result_the_broker_refuses_fails_only_its_own_attempt(harness: Harness) -> None:
@@ -415,12 +415,12 @@ class SlowCompletions(GatedSource):
         self.gate = anyio.Event()
         self.waiting = 0
 
-    async def complete_many(
+    async def complete_many_quiet(
         self, completions: Sequence[Completion]
-    ) -> list[ExecutionRecord | WorkqueueError]:
+    ) -> list[WorkqueueError | None]:
         self.waiting += 1
         await self.gate.wait()
-        return await super().complete_many(completions)
+        return await super().complete_many_quiet(completions)
 
 
 async def test_a_claim_is_kept_alive_while_its_completion_is_in_flight(

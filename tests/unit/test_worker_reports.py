@@ -13,10 +13,6 @@ from workqueue_core.errors import InvalidInput, LeaseLost, StoreUnavailable, Wor
 from workqueue_core.models import (
     ClaimToken,
     Completion,
-    ExecutionRecord,
-    Targeting,
-    WorkItem,
-    WorkStatus,
 )
 from workqueue_core.worker_reports import CompletionReporter, ReportPolicy
 
@@ -31,20 +27,8 @@ def completion(result: str | None = None) -> Completion:
     return Completion(ClaimToken(uuid4(), 1), AGENT, result)
 
 
-def record_for(c: Completion) -> ExecutionRecord:
-    item = WorkItem(
-        id=c.token.work_id,
-        work_type="t",
-        spec="{}",
-        targeting=Targeting.everyone(),
-        created_at=AT,
-        status=WorkStatus.SUCCEEDED,
-    )
-    return ExecutionRecord(item=item, finished_at=AT, finished_by="x")
-
-
 class Sink:
-    """A broker's ``complete_many``: refuses results named ``bad`` (the whole call, as
+    """A broker's ``complete_many_quiet``: refuses results named ``bad`` (the whole call, as
     a broker validating its input does), or is unreachable ``down`` times."""
 
     def __init__(self, down: int = 0) -> None:
@@ -52,9 +36,9 @@ class Sink:
         self.down = down
         self.gate: anyio.Event | None = None
 
-    async def complete_many(
+    async def complete_many_quiet(
         self, completions: Sequence[Completion]
-    ) -> list[ExecutionRecord | WorkqueueError]:
+    ) -> list[WorkqueueError | None]:
         self.calls.append(list(completions))
         if self.gate is not None:
             await self.gate.wait()
@@ -64,16 +48,16 @@ class Sink:
         if any(c.result == "bad" for c in completions):
             raise InvalidInput("result refused")
         return [
-            record_for(c) if c.result != "stale" else LeaseLost(c.token.work_id, c.token.attempt)
+            None if c.result != "stale" else LeaseLost(c.token.work_id, c.token.attempt)
             for c in completions
         ]
 
 
 class Answers:
     def __init__(self) -> None:
-        self.got: dict[UUID, ExecutionRecord | WorkqueueError] = {}
+        self.got: dict[UUID, WorkqueueError | None] = {}
 
-    def __call__(self, key: UUID, answer: ExecutionRecord | WorkqueueError) -> None:
+    def __call__(self, key: UUID, answer: WorkqueueError | None) -> None:
         self.got[key] = answer
 
 
@@ -98,7 +82,7 @@ async def test_completions_queued_during_a_call_go_out_together_in_the_next() ->
         await until(lambda: len(answers.got) == 5)
         tg.cancel_scope.cancel()
     assert [len(call) for call in sink.calls] == [1, 4]
-    assert all(isinstance(a, ExecutionRecord) for a in answers.got.values())
+    assert all(a is None for a in answers.got.values())
 
 
 async def test_each_entry_gets_its_own_answer() -> None:
@@ -111,7 +95,7 @@ async def test_each_entry_gets_its_own_answer() -> None:
         reporter.put(stale.token.work_id, stale)
         await until(lambda: len(answers.got) == 2)
         tg.cancel_scope.cancel()
-    assert isinstance(answers.got[good.token.work_id], ExecutionRecord)
+    assert answers.got[good.token.work_id] is None
     assert isinstance(answers.got[stale.token.work_id], LeaseLost)
 
 
@@ -120,15 +104,15 @@ async def test_a_refused_entry_is_sent_alone_and_spoils_nothing_else() -> None:
     reporter = CompletionReporter(sink, POLICY, Answers())
     batch = [completion(), completion("bad"), completion()]
     answers = await reporter.send(batch)
-    assert isinstance(answers[0], ExecutionRecord)
+    assert answers[0] is None
     assert isinstance(answers[1], InvalidInput)
-    assert isinstance(answers[2], ExecutionRecord)
+    assert answers[2] is None
     assert [len(call) for call in sink.calls] == [3, 1, 1, 1]
 
 
 async def test_an_unreachable_broker_is_retried_then_answered_for_every_entry() -> None:
     reporter = CompletionReporter(Sink(down=1), POLICY, Answers())
-    assert all(isinstance(a, ExecutionRecord) for a in await reporter.send([completion()] * 2))
+    assert await reporter.send([completion()] * 2) == [None, None]
     reporter = CompletionReporter(Sink(down=5), POLICY, Answers())
     answers = await reporter.send([completion(), completion()])
     assert [type(a) for a in answers] == [StoreUnavailable, StoreUnavailable]
@@ -156,7 +140,7 @@ async def test_a_cancelled_run_sends_what_is_queued_and_then_refuses_puts() -> N
 async def test_a_failing_answer_handler_does_not_strand_the_others() -> None:
     seen: list[UUID] = []
 
-    def on_answer(key: UUID, answer: ExecutionRecord | WorkqueueError) -> None:
+    def on_answer(key: UUID, answer: WorkqueueError | None) -> None:
         seen.append(key)
         if len(seen) == 1:
             raise RuntimeError("handler bug")

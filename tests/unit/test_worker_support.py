@@ -141,6 +141,12 @@ class GatedSource:
         self._check()
         return await self.inner.complete_many(completions)
 
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion]
+    ) -> list[WorkqueueError | None]:
+        self._check()
+        return await self.inner.complete_many_quiet(completions)
+
     async def fail(
         self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0
     ) -> WorkItem | ExecutionRecord:
@@ -291,6 +297,7 @@ def test_broker_service_is_a_work_source() -> None:
         "heartbeat",
         "complete",
         "complete_many",
+        "complete_many_quiet",
         "fail",
         "agent_heartbeat",
     }

@@ -39,6 +39,7 @@ from workqueue_core.models import (
     SubmitResult,
     WorkItem,
     WorkQuery,
+    quiet_outcomes,
 )
 from workqueue_core.service import MAX_BATCH, IssuedAgent, SubmitRequest
 from workqueue_http import wire
@@ -366,6 +367,12 @@ class BrokerClient:
             for i, entry in zip(indexes, out.results, strict=True):
                 results[i] = _entry_outcome(entry)
         return [r for r in results if r is not None]
+
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion]
+    ) -> list[WorkqueueError | None]:
+        """As ``complete_many``, answering ``None`` for each completed entry."""
+        return quiet_outcomes(await self.complete_many(completions))
 
     async def fail(
         self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0

@@ -27,6 +27,7 @@ from workqueue_core.models import (
     SubmitResult,
     WorkItem,
     WorkQuery,
+    quiet_outcomes,
 )
 from workqueue_core.notify import InProcessNotifier
 from workqueue_core.ports import RandomSource
@@ -103,6 +104,11 @@ class MemoryStore:
         self, completions: Sequence[Completion], now: datetime
     ) -> list[ExecutionRecord | WorkqueueError]:
         return self.state.complete_many(completions, now)
+
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[WorkqueueError | None]:
+        return quiet_outcomes(self.state.complete_many(completions, now))
 
     async def fail(
         self,

@@ -16,7 +16,8 @@ them directly with psycopg. Their parameters:
   ``results`` (text[], or NULL when every result is NULL), ``local_retries`` (int[]) —
   one element per completion,
   distinct ids — and ``now``. Completes the entries whose token is current and
-  held by the named agent; returns ``LOG_COLUMNS`` of their log records.
+  held by the named agent; returns ``LOG_COLUMNS`` of their log records
+  (``complete_many_quiet``: only their ``id``).
 - ``submit``: the ``ITEM_COLUMNS`` values by name, plus ``actor``, ``now`` and
   ``channel``. Returns ``(inserted, keyed)`` counts.
 - ``insert_event``: the ``EVENT_COLUMNS`` values, positional.
@@ -173,7 +174,7 @@ _LOG_FROM_DONE = ", ".join(
     for c in ITEM_COLUMNS
 )
 
-COMPLETE_MANY = f"""
+_COMPLETE_MANY = f"""
 WITH input AS (
     SELECT *
     FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(agents)b::uuid[],
@@ -205,7 +206,7 @@ WITH input AS (
            d.claimed_by, d.correlation_id, 'succeeded'
     FROM charged d
 )
-SELECT {_LOG} FROM logged
+{{returns}}
 """
 """Complete every entry whose token is current and held by its agent, in one statement.
 
@@ -214,6 +215,10 @@ agent-reported local retries are charged and clamped to the budget exactly as
 ``transitions.complete`` does. Entries that match nothing (stale token, another
 holder, repeated completion) are left for the caller to explain.
 """
+
+COMPLETE_MANY = _COMPLETE_MANY.replace("{returns}", f"SELECT {_LOG} FROM logged")
+COMPLETE_MANY_QUIET = _COMPLETE_MANY.replace("{returns}", "SELECT id FROM logged")
+"""``complete_many`` returning only the ids of the completed entries."""
 
 SUBMIT = f"""
 WITH k AS (
@@ -392,6 +397,7 @@ class Statements:
     claim_next: str
     pending_for: str
     complete_many: str
+    complete_many_quiet: str
     submit: str
     insert_event: str
     select_item: str

@@ -48,6 +48,7 @@ from workqueue_core.models import (
     WorkItem,
     WorkQuery,
     WorkStatus,
+    quiet_outcomes,
 )
 from workqueue_core.ports import RandomSource
 from workqueue_postgres import codec
@@ -558,19 +559,9 @@ class PostgresStore:
     ) -> list[ExecutionRecord | WorkqueueError]:
         if not completions:
             return []
-        ids = [c.token.work_id for c in completions]
-        if len(set(ids)) != len(ids):  # entries interact: complete them one by one, in order
+        params = _completion_params(completions, now)
+        if params is None:  # entries interact: complete them one by one, in order
             return [await self._complete_one(c, now) for c in completions]
-        results = [c.result for c in completions]
-        params = {
-            "ids": ids,
-            "attempts": [c.token.attempt for c in completions],
-            "agents": [c.agent_id for c in completions],
-            # All-None results go as one NULL (unnest pads it): no per-entry array dump.
-            "results": results if any(r is not None for r in results) else None,
-            "local_retries": [c.local_retries for c in completions],
-            "now": now,
-        }
         async with self._conn("complete_many") as conn:
             rows = await self._fetchall(conn, self.sql.complete_many, params)
             records = {r.id: r for r in await self._records(conn, rows)}
@@ -578,6 +569,25 @@ class PostgresStore:
         for c in completions:
             record = records.get(c.token.work_id)
             outcomes.append(record if record is not None else await self._complete_one(c, now))
+        return outcomes
+
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[WorkqueueError | None]:
+        if not completions:
+            return []
+        params = _completion_params(completions, now)
+        if params is None:
+            return quiet_outcomes([await self._complete_one(c, now) for c in completions])
+        async with self._conn("complete_many") as conn:
+            rows = await self._fetchall(conn, self.sql.complete_many_quiet, params)
+        completed = {row[0] for row in rows}
+        outcomes: list[WorkqueueError | None] = []
+        for c in completions:
+            if c.token.work_id in completed:
+                outcomes.append(None)
+            else:  # refused, or a repeated completion: the one-by-one path explains it
+                outcomes.extend(quiet_outcomes([await self._complete_one(c, now)]))
         return outcomes
 
     async def _complete_one(self, c: Completion, now: datetime) -> ExecutionRecord | WorkqueueError:
@@ -805,3 +815,20 @@ class PostgresStore:
         async with self._conn("agent_by_token_hash") as conn:
             row = await self._fetchone(conn, self.sql.agent_by_token_hash, (token_hash,))
         return None if row is None else codec.agent_from(row)
+
+
+def _completion_params(completions: Sequence[Completion], now: datetime) -> dict[str, Any] | None:
+    """The parameters of ``complete_many`` for distinct ids; None when an id repeats."""
+    ids = [c.token.work_id for c in completions]
+    if len(set(ids)) != len(ids):
+        return None
+    results = [c.result for c in completions]
+    return {
+        "ids": ids,
+        "attempts": [c.token.attempt for c in completions],
+        "agents": [c.agent_id for c in completions],
+        # All-None results go as one NULL (unnest pads it): no per-entry array dump.
+        "results": results if any(r is not None for r in results) else None,
+        "local_retries": [c.local_retries for c in completions],
+        "now": now,
+    }

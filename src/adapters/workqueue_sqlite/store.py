@@ -48,6 +48,7 @@ from workqueue_core.models import (
     WorkItem,
     WorkQuery,
     WorkStatus,
+    quiet_outcomes,
 )
 from workqueue_core.notify import InProcessNotifier
 from workqueue_core.ports import RandomSource
@@ -655,6 +656,11 @@ class SqliteStore:
             return outcomes
 
         return await self._run(op)
+
+    async def complete_many_quiet(
+        self, completions: Sequence[Completion], now: datetime
+    ) -> list[WorkqueueError | None]:
+        return quiet_outcomes(await self.complete_many(completions, now))
 
     async def fail(
         self,

@@ -212,6 +212,7 @@ MIRRORED = [
     "heartbeat",
     "complete",
     "complete_many",
+    "complete_many_quiet",
     "fail",
     "cancel",
     "approve",
