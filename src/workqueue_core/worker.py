@@ -472,7 +472,9 @@ class Worker:
             run.stop(_shutdown())
         self._running[run.token] = run
         self.stats.claimed += 1
-        self._handler_tasks.start(self._execute(run, agent_id), f"workqueue {item.work_type}")
+        self._handler_tasks.start(
+            self._execute(run, agent_id), f"workqueue {item.work_type}", run.scope
+        )
 
     async def _execute(self, run: _Run, agent_id: UUID) -> None:
         handed_over = False  # a queued completion: the reporter's answer ends the run
@@ -486,9 +488,11 @@ class Worker:
                 with anyio.CancelScope(shield=True):
                     await self._report(run, agent_id, outcome)
         except anyio.get_cancelled_exc_class():
-            if run.lost is None and not run.reported:
+            # run.scope (the task's own) was cancelled: the claim was lost, the run was
+            # stopped, or the worker is being cancelled
+            failure = None if run.reported else self._interrupted(run)
+            if failure is not None:
                 with anyio.CancelScope(shield=True):
-                    failure = Failure.retryable(SHUTDOWN, "the worker was cancelled")
                     await self._report(run, agent_id, failure)
             raise
         finally:
@@ -500,21 +504,32 @@ class Worker:
         self._notify()
 
     async def _attempt(self, run: _Run) -> Outcome | None:
-        """Run the handler in the claim's cancel scope; None when the claim was lost."""
+        """Run the handler; None when the claim was lost while it ran.
+
+        It runs in the claim's cancel scope, which is its task's own (``_start``): a
+        cancellation that stops it ends the task through ``_execute``.
+        """
         entry = self.handlers.get(run.item.work_type)
         if entry is None:
             return Failure.permanent(NO_HANDLER, f"no handler for {run.item.work_type!r}")
-        outcome: Outcome | None = None
-        with run.scope:
-            outcome = await self._invoke(run.job, entry)
-        if run.lost is not None:
-            self.stats.lease_lost += 1
-            log.info("claim on %s lost (%s); the handler was cancelled", run.item.id, run.lost)
+        outcome = await self._invoke(run.job, entry)
+        if run.lost is not None:  # the handler absorbed the cancellation and returned
+            self._count_lost(run)
             return None
-        if outcome is None:
-            assert run.stop_failure is not None
-            return run.stop_failure
         return outcome
+
+    def _interrupted(self, run: _Run) -> Failure | None:
+        """What to report for an attempt whose scope was cancelled; None when it was lost."""
+        if run.lost is not None:
+            self._count_lost(run)
+            return None
+        if run.stop_failure is not None:
+            return run.stop_failure
+        return Failure.retryable(SHUTDOWN, "the worker was cancelled")
+
+    def _count_lost(self, run: _Run) -> None:
+        self.stats.lease_lost += 1
+        log.info("claim on %s lost (%s); the handler was cancelled", run.item.id, run.lost)
 
     async def _invoke(self, job: Job, entry: HandlerEntry) -> Outcome:
         timeout = entry.timeout if entry.timeout is not None else self.options.default_timeout

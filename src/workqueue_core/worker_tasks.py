@@ -57,9 +57,17 @@ class HandlerTasks:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    def start(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        """Run ``coro`` in a task of its own (at once with an eager task factory)."""
-        scope = anyio.CancelScope()
+    def start(
+        self,
+        coro: Coroutine[Any, Any, None],
+        name: str,
+        scope: anyio.CancelScope | None = None,
+    ) -> None:
+        """Run ``coro`` in a task of its own (at once with an eager task factory), in
+        ``scope`` (a new one when None), which ``cancel_all()`` cancels; the caller may
+        cancel it too, to stop that task alone."""
+        if scope is None:
+            scope = anyio.CancelScope()
         if self._cancelled:
             scope.cancel()
         task = asyncio.get_running_loop().create_task(self._run(coro, scope), name=name)
