@@ -489,7 +489,8 @@ class Worker:
                     await self._report(run, agent_id, outcome)
         except anyio.get_cancelled_exc_class():
             # run.scope (the task's own) was cancelled: the claim was lost, the run was
-            # stopped, or the worker is being cancelled
+            # stopped, or the worker is being cancelled; or something outside cancelled
+            # this task itself (a plain task.cancel(), reported like the worker's)
             failure = None if run.reported else self._interrupted(run)
             if failure is not None:
                 with anyio.CancelScope(shield=True):
