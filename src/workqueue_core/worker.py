@@ -302,6 +302,7 @@ class Worker:
         )
         self._task_group: TaskGroup | None = None
         self._handler_tasks = HandlerTasks(on_crash=lambda: None)
+        self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
         self._running: dict[ClaimToken, _Run] = {}  # by token: a re-claim is a new run
         self._stopping = False
         self._started = False
@@ -358,6 +359,9 @@ class Worker:
         if not self.handlers:
             raise InvalidInput("register at least one handler before running the worker")
         require_asyncio()
+        # anyio.CancelScope() looks the event loop's backend up on every call; the
+        # backend's own class, called directly, makes the same scope five times faster
+        self._new_scope = type(anyio.CancelScope())
         self._started = True
         self._changed = anyio.Event()
         agent_id = await self._ensure_agent()
@@ -466,7 +470,7 @@ class Worker:
     def _start(self, item: WorkItem, agent_id: UUID) -> None:
         period = heartbeat_period(item.claim_timeout, self.options.heartbeat_interval)
         due = anyio.current_time() + period
-        run = _Run(item, item.token, Job(item), period, due)
+        run = _Run(item, item.token, Job(item), period, due, self._new_scope())
         self._wake_heartbeats_by(due)
         if self._grace_over:
             run.stop(_shutdown())
