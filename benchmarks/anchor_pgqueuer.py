@@ -12,6 +12,14 @@ not counted) and stops when the last job's completion has been written to
 buffer makes), not when ``run()`` returns: pgqueuer's shutdown (listener and
 buffer timers) takes seconds that are not queue throughput. The count of
 ``successful`` rows in ``pgqueuer_log`` afterwards is what is reported as completed.
+
+The rate is pgqueuer's steady one: the clock is read again once the first
+``WARMUP_SHARE`` of the jobs are logged, and the rate is that of the rest. Its
+start-up is not steady: its psycopg driver waits for notifications with
+``notifies(timeout=1.0)`` on the same connection as its queries, holding the
+connection's lock, so until notifications flow a dequeue can wait a whole second
+(here, the third dequeue of both managers did in about half the rounds, which then
+took almost twice as long). The longest single dequeue is reported with the round.
 """
 
 from __future__ import annotations
@@ -31,19 +39,34 @@ SCHEMA = "bench_pgqueuer"
 ENQUEUE_BATCH = 1000
 DEQUEUE_TIMEOUT = timedelta(seconds=0.05)
 """Only waited once the queue is empty: bounds the drain-mode exit delay."""
+WARMUP_SHARE = 0.05
+"""The share of the jobs whose completion is not timed (pgqueuer's start-up)."""
 MAX_TASKS_PER_BATCH: int | None = 2
 """``max_concurrent_tasks = MAX_TASKS_PER_BATCH * batch``; None leaves it uncapped."""
 
 
 class _Progress:
-    """Counts successful completions as pgqueuer logs them; notes when all are in."""
+    """Counts successful completions as pgqueuer logs them; notes when the warm-up
+    share and when all are in."""
 
     def __init__(self, target: int) -> None:
         self.target = target
+        self.warmup = max(1, int(target * WARMUP_SHARE))
         self.logged = 0
         self.started_at: float | None = None
+        self.steady_at: float | None = None
+        self.steady_logged = 0
         self.finished_at: float | None = None
         self.done = asyncio.Event()
+        self.longest_dequeue = 0.0
+
+    def seconds(self) -> float:
+        """The drain's time at the steady rate: the time after the warm-up, scaled to
+        every job (the whole time when the warm-up was not seen)."""
+        finished = self.finished_at or time.perf_counter()
+        if self.steady_at is None or self.steady_logged >= self.target:
+            return finished - (self.started_at or finished)
+        return (finished - self.steady_at) * self.target / (self.target - self.steady_logged)
 
     def start(self) -> None:
         if self.started_at is None:
@@ -51,6 +74,9 @@ class _Progress:
 
     def add(self, count: int) -> None:
         self.logged += count
+        if self.steady_at is None and self.logged >= self.warmup:
+            self.steady_at = time.perf_counter()
+            self.steady_logged = self.logged
         if self.logged >= self.target and self.finished_at is None:
             self.finished_at = time.perf_counter()
             self.done.set()
@@ -64,7 +90,12 @@ def _queries_class(progress: _Progress) -> Any:
 
         async def dequeue(self, *args: Any, **kwargs: Any) -> Any:
             progress.start()
-            return await super().dequeue(*args, **kwargs)
+            started = time.perf_counter()
+            try:
+                return await super().dequeue(*args, **kwargs)
+            finally:
+                took = time.perf_counter() - started
+                progress.longest_dequeue = max(progress.longest_dequeue, took)
 
         async def log_jobs(self, job_status: Any) -> None:
             await super().log_jobs(job_status)
@@ -114,7 +145,6 @@ async def drain(dsn: str, n: int, claimers: int, batch: int) -> DrainResult:
             for qm in managers:
                 qm.shutdown.set()
 
-        started = time.perf_counter()
         stopper = asyncio.create_task(stop_when_done())
         runs = asyncio.gather(
             *(
@@ -129,8 +159,7 @@ async def drain(dsn: str, n: int, claimers: int, batch: int) -> DrainResult:
         )
         await runs
         stopper.cancel()
-        finished = progress.finished_at or time.perf_counter()
-        seconds = finished - (progress.started_at or started)
+        seconds = progress.seconds()
         done = await scalar(sdsn, "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'")
         left = await scalar(sdsn, "SELECT count(*) FROM pgqueuer")
         return DrainResult(
@@ -141,7 +170,9 @@ async def drain(dsn: str, n: int, claimers: int, batch: int) -> DrainResult:
             enqueue_seconds,
             settings=(
                 f"{claimers} QueueManagers, batch_size={batch}, "
-                f"max_concurrent_tasks={max_tasks}, durable tables"
+                f"max_concurrent_tasks={max_tasks}, durable tables; steady rate after the "
+                f"first {progress.steady_logged:,} jobs; "
+                f"longest dequeue {progress.longest_dequeue * 1000:,.0f} ms"
             ),
             error=None if left == 0 else f"{left} jobs left in the queue table",
         )
