@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import anyio
+import attrs
 import pytest
 
 from workqueue_core.errors import (
@@ -491,6 +492,14 @@ async def _claimed(service: BrokerService) -> tuple[WorkItem, UUID]:
             lambda s, i, a: s.complete_many([Completion(i.token, a, "r" * 65_537)]),
             "result",
         ),
+        (
+            lambda s, i, a: s.complete_many_quiet([Completion(i.token, a, "r" * 65_537)]),
+            "result",
+        ),
+        (
+            lambda s, i, a: s.complete_many_quiet([Completion(i.token, a)] * 1001),
+            "at most 1000",
+        ),
         (lambda s, i, a: s.heartbeat(i.token, a, -1), "local_retries"),
         (lambda s, i, a: s.cancel(i.id, reason="c" * 4097), "cancel reason"),
         (
@@ -511,6 +520,8 @@ async def _claimed(service: BrokerService) -> tuple[WorkItem, UUID]:
         "result",
         "nul-result",
         "batch-result",
+        "quiet-batch-result",
+        "quiet-batch-size",
         "heartbeat-retries",
         "cancel-reason",
         "annotation-count",
@@ -601,3 +612,20 @@ async def test_stop_waiting_answers_long_polls_in_flight_and_later_ones_at_once(
         got = await service.claim_next(agent.id, wait=30)
         assert await service.claim_next(agent.id, wait=30) == []
     assert [i.id for i in got] == [item.id]
+
+
+async def test_a_quiet_batch_completion_answers_none_and_logs_the_record(
+    service: BrokerService,
+) -> None:
+    item, agent_id = await _claimed(service)
+    stale = attrs.evolve(item.token, attempt=item.token.attempt + 1)
+    answers = await service.complete_many_quiet(
+        [Completion(item.token, agent_id, "done"), Completion(stale, agent_id)]
+    )
+    assert answers[0] is None
+    assert isinstance(answers[1], LeaseLost)
+    record = await service.store.get_record(item.id)
+    assert record is not None and record.status is WorkStatus.SUCCEEDED
+    assert record.result == "done"
+    # idempotent per token, as complete_many: the repeat is answered None again
+    assert await service.complete_many_quiet([Completion(item.token, agent_id, "done")]) == [None]
