@@ -32,7 +32,6 @@ that left (a process that dies without cleanup leaves its claims to the sweep).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import signal
@@ -304,7 +303,6 @@ class Worker:
         self._task_group: TaskGroup | None = None
         self._handler_tasks = HandlerTasks(on_crash=lambda: None)
         self._new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
-        self._loop_time: Callable[[], float] = anyio.current_time
         self._running: dict[ClaimToken, _Run] = {}  # by token: a re-claim is a new run
         self._stopping = False
         self._started = False
@@ -364,7 +362,6 @@ class Worker:
         # anyio.CancelScope() looks the event loop's backend up on every call; the
         # backend's own class, called directly, makes the same scope five times faster
         self._new_scope = type(anyio.CancelScope())
-        self._loop_time = asyncio.get_running_loop().time  # anyio.current_time(), unlooked-up
         self._started = True
         self._changed = anyio.Event()
         agent_id = await self._ensure_agent()
@@ -472,7 +469,7 @@ class Worker:
 
     def _start(self, item: WorkItem, agent_id: UUID) -> None:
         period = heartbeat_period(item.claim_timeout, self.options.heartbeat_interval)
-        due = self._loop_time() + period
+        due = anyio.current_time() + period
         run = _Run(item, item.token, Job(item), period, due, self._new_scope())
         self._wake_heartbeats_by(due)
         if self._grace_over:
