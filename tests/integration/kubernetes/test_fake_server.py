@@ -612,17 +612,17 @@ async def test_watch_from_a_compacted_version_is_an_error_event_in_a_200_stream(
     # kubernetes-asyncio's Watch turns it into ApiException(410) (with timeout_seconds it
     # does not retry on its own).
     watcher = watch.Watch()
-    with pytest.raises(ApiException) as caught:
-        async with watcher:
-            stream = watcher.stream(
-                objects.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                NS,
-                PLURAL,
-                resource_version=created["metadata"]["resourceVersion"],
-                timeout_seconds=5,
-            )
+    async with watcher:
+        stream = watcher.stream(
+            objects.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            resource_version=created["metadata"]["resourceVersion"],
+            timeout_seconds=5,
+        )
+        with pytest.raises(ApiException) as caught:
             await collect(stream, 1)
     assert caught.value.status == 410
 

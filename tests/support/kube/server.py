@@ -125,13 +125,14 @@ class ApiError(Exception):
         return body
 
 
-@attrs.frozen
+@attrs.define
 class RequestRecord:
     """One request as the fake saw it; ``verb`` is the Kubernetes verb.
 
     Verbs: get, list, watch, create, update, patch, delete, deletecollection (``None``
-    for paths that are not resources).  ``status`` is the HTTP status answered (200 for
-    a watch stream, even one that starts with an ERROR event).
+    for paths that are not resources).  Logged when the request arrives; ``status`` is
+    the HTTP status answered (0 while in progress; 200 for a watch stream, even one that
+    starts with an ERROR event).
     """
 
     method: str
@@ -911,7 +912,20 @@ class FakeKube:
         content_type = request.headers.get("Content-Type")
         if content_type is not None:
             content_type = content_type.split(";")[0].strip()
-        status = 200
+        record = RequestRecord(
+            method=request.method,
+            path=request.path,
+            query=query,
+            verb=verb,
+            group=route.resource.group if route else None,
+            resource=route.resource.plural if route else None,
+            subresource=route.subresource if route else None,
+            namespace=route.namespace if route else None,
+            name=route.name if route else None,
+            content_type=content_type,
+            status=0,
+        )
+        self.requests.append(record)
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
@@ -919,33 +933,18 @@ class FakeKube:
             if route is None:
                 raise ApiError(
                     404,
-                    f"the server could not find the requested resource"
+                    "the server could not find the requested resource"
                     f" ({request.method} {request.path})",
                 )
             if verb == "watch":
+                record.status = 200
                 return await self._watch(request, route, query)
             body = await self._body(request)
-            answer, status = self._dispatch(route, verb, query, body, content_type)
-            return web.json_response(answer, status=status)
+            answer, record.status = self._dispatch(route, verb, query, body, content_type)
+            return web.json_response(answer, status=record.status)
         except ApiError as error:
-            status = error.code
+            record.status = error.code
             return web.json_response(error.status(), status=error.code)
-        finally:
-            self.requests.append(
-                RequestRecord(
-                    method=request.method,
-                    path=request.path,
-                    query=query,
-                    verb=verb,
-                    group=route.resource.group if route else None,
-                    resource=route.resource.plural if route else None,
-                    subresource=route.subresource if route else None,
-                    namespace=route.namespace if route else None,
-                    name=route.name if route else None,
-                    content_type=content_type,
-                    status=status,
-                )
-            )
 
     def _inject_faults(
         self, method: str, path: str, verb: str | None, route: _Route | None
