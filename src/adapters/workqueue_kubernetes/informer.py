@@ -2,7 +2,7 @@
 
 ``Informer.run`` lists, then watches from the list's ``resourceVersion`` with bookmarks.
 When the watch ends or breaks it resumes from the last version it saw (after a backoff
-if it broke); a 410 ``Gone`` (HTTP 410, or an ERROR event inside the watch) makes it list
+if it broke or ended without a single event or bookmark); a 410 ``Gone`` (HTTP 410, or an ERROR event inside the watch) makes it list
 again.  The cache is keyed ``namespace/name`` and scoped by namespace (or all) and label
 selector.  Handlers hear every change of the cache, on the event loop, in order:
 
@@ -184,10 +184,10 @@ class Informer:
                     await self._relist()
                     need_list = False
                     failures = 0
-                progressed = await self._watch()
-                if progressed:
+                if await self._watch():
                     failures = 0
-                continue
+                    continue
+                failures += 1  # a watch that ended without a single event: back off
             except Gone:
                 need_list = True
                 failures += 1

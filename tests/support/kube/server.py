@@ -282,7 +282,11 @@ class FakeKube:
     async def _start(self) -> None:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        # handler_cancellation: a watch whose client went away ends at once (not at its
+        # next write), so its queue stops growing.
+        runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=0.1, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
         await site.start()
