@@ -2,9 +2,10 @@
 
 ``Informer.run`` lists, then watches from the list's ``resourceVersion`` with bookmarks.
 When the watch ends or breaks it resumes from the last version it saw (after a backoff
-if it broke or ended without a single event or bookmark); a 410 ``Gone`` (HTTP 410, or an ERROR event inside the watch) makes it list
-again.  The cache is keyed ``namespace/name`` and scoped by namespace (or all) and label
-selector.  Handlers hear every change of the cache, on the event loop, in order:
+if it broke or ended without a single event or bookmark); a 410 ``Gone`` (HTTP 410, or
+an ERROR event inside the watch) makes it list again.  The cache is keyed
+``namespace/name`` and scoped by namespace (or all) and label selector.  Handlers hear
+every change of the cache, on the event loop, in order:
 
 * ``ADDED`` / ``MODIFIED`` / ``DELETED`` events from the watch;
 * after a re-list, the difference between the old cache and the new list (objects that

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+import yaml
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -819,3 +821,43 @@ async def test_job_controller_never_and_toggle(
     assert "conditions" not in running["status"]
     assert running["status"]["active"] == 1
     assert "status" not in idle
+
+
+# --- more resources -------------------------------------------------------------------------
+
+SHIPWRIGHT = Path(__file__).resolve().parents[3].parent / "shared" / "upstream" / "shipwright"
+
+
+async def test_shipwright_resources_register_in_one_call(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    builds = fake_kube.register_crd(SHIPWRIGHT / "deploy/crds/shipwright.io_builds.yaml", "v1beta1")
+    assert (builds.plural, builds.kind, builds.status_subresource) == ("builds", "Build", True)
+    sample = yaml.safe_load(
+        (
+            SHIPWRIGHT / "samples/v1beta1/build/build_buildah_shipwright_managed_push_cr.yaml"
+        ).read_text()
+    )
+    objects = client.CustomObjectsApi(api_client)
+    created = await objects.create_namespaced_custom_object(
+        "shipwright.io", "v1beta1", NS, "builds", sample
+    )
+    assert created["metadata"]["generation"] == 1
+    sample["metadata"]["name"] = "broken"
+    sample["spec"]["output"] = {"pushSecret": "x"}  # output.image is required
+    with pytest.raises(ApiException) as caught:
+        await objects.create_namespaced_custom_object(
+            "shipwright.io", "v1beta1", NS, "builds", sample
+        )
+    assert caught.value.status == 422
+
+
+async def test_a_watch_the_client_closes_is_forgotten(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    response = await client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, watch=True, _preload_content=False
+    )
+    await wait_until(lambda: len(fake_kube._watchers) == 1)
+    response.close()
+    await wait_until(lambda: not fake_kube._watchers)

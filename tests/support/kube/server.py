@@ -64,8 +64,8 @@ import yaml
 from aiohttp import web
 
 from .patch import PatchError, apply_json_patch, apply_merge_patch
-from .resources import DEFAULT_RESOURCES, Resource, works_resource
-from .schema import Cause
+from .resources import DEFAULT_RESOURCES, Resource, resource_from_crd, works_resource
+from .schema import Cause, load_crd
 from .selectors import FieldSelector, LabelSelector, SelectorError
 
 __all__ = ["ApiError", "FakeKube", "RequestRecord", "now_rfc3339"]
@@ -266,6 +266,17 @@ class FakeKube:
     def register(self, resource: Resource) -> None:
         """Serve ``resource`` (e.g. ``resource_from_crd(shipwright_build_crd)``)."""
         self._resources[resource.key] = resource
+
+    def register_crd(self, crd: Path | Mapping[str, Any], version: str | None = None) -> Resource:
+        """Serve the custom resource a CRD (file or manifest) defines, validated by its schema.
+
+        ``version`` defaults to the CRD's storage version.  Example (Shipwright):
+        ``kube.register_crd(UPSTREAM / "shipwright.io_builds.yaml", "v1beta1")``.
+        """
+        manifest = load_crd(crd) if isinstance(crd, Path) else crd
+        resource = resource_from_crd(manifest, version)
+        self.register(resource)
+        return resource
 
     async def __aenter__(self) -> FakeKube:
         await self._start()
