@@ -861,3 +861,30 @@ async def test_a_watch_the_client_closes_is_forgotten(
     await wait_until(lambda: len(fake_kube._watchers) == 1)
     response.close()
     await wait_until(lambda: not fake_kube._watchers)
+
+
+async def test_generate_name_and_exact_list_below_the_window(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    body = work("ignored")
+    del body["metadata"]["name"]
+    body["metadata"]["generateName"] = "run-"
+    created = await create_work(api_client, body)
+    assert created["metadata"]["name"].startswith("run-")
+    assert len(created["metadata"]["name"]) == len("run-") + 5
+    old = created["metadata"]["resourceVersion"]
+    await create_work(api_client, work("later"))
+    fake_kube.compact()
+    # A plain list with an old version is served ("not older than" is satisfied)...
+    listed = await objects.list_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, resource_version=old
+    )
+    assert len(listed["items"]) == 2
+    # ...an exact list below the compaction window is HTTP 410 Expired.
+    with pytest.raises(ApiException) as caught:
+        await objects.list_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, resource_version=old, resource_version_match="Exact"
+        )
+    assert caught.value.status == 410
+    assert status_of(caught.value)["reason"] == "Expired"

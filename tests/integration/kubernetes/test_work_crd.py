@@ -152,6 +152,8 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("spec.template", {"apiVersion": "batch/v1"}), "spec.template"),
         (_set("status.phase", "Sleeping"), "status.phase"),
         (_set("status.retries", -1), "status.retries"),
+        (_set("status.startTime", "yesterday"), "status.startTime"),
+        (_set("status.completionTime", "2026-02-30T10:00:00Z"), "status.completionTime"),
         (_set("status.conditions.0.status", "Maybe"), "status.conditions[0].status"),
         (_set("status.conditions.0.reason", "not camel"), "status.conditions[0].reason"),
         (_set("status.conditions.1.type", "TemplateApplied"), "status.conditions[1]"),
