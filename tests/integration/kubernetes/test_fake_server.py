@@ -12,7 +12,7 @@ import yaml
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from support.kube import OUTCOME_ANNOTATION, FakeKube
+from support.kube import DELAY_ANNOTATION, OUTCOME_ANNOTATION, FakeKube
 
 pytestmark = pytest.mark.anyio
 
@@ -888,3 +888,60 @@ async def test_generate_name_and_exact_list_below_the_window(
         )
     assert caught.value.status == 410
     assert status_of(caught.value)["reason"] == "Expired"
+
+
+async def test_job_controller_delay_annotation(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    batch = client.BatchV1Api(api_client)
+    await batch.create_namespaced_job(NS, job("slow", {DELAY_ANNOTATION: "30"}))
+    fake_kube.jobs.delay = 30.0
+    await batch.create_namespaced_job(NS, job("slow-default"))
+    await batch.create_namespaced_job(NS, job("quick", {DELAY_ANNOTATION: "0"}))
+    await wait_until(
+        lambda: "completionTime" in (fake_kube.get("jobs", NS, "quick") or {}).get("status", {})
+    )
+    for name in ("slow", "slow-default"):
+        current = fake_kube.get("jobs", NS, name)
+        assert current is not None
+        assert current["status"]["startTime"]
+        assert "conditions" not in current["status"]
+
+
+async def test_leases_for_leader_election(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    leases = client.CoordinationV1Api(api_client)
+    body = client.V1Lease(
+        metadata=client.V1ObjectMeta(name="workqueue-controller"),
+        spec=client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=15),
+    )
+    created = await leases.create_namespaced_lease(NS, body)
+    assert created.spec.holder_identity == "a"
+    taken = await leases.replace_namespaced_lease(
+        "workqueue-controller",
+        NS,
+        client.V1Lease(
+            metadata=created.metadata,
+            spec=client.V1LeaseSpec(holder_identity="b", lease_duration_seconds=15),
+        ),
+    )
+    assert taken.spec.holder_identity == "b"
+    with pytest.raises(ApiException) as caught:  # the other candidate's stale read
+        await leases.replace_namespaced_lease(
+            "workqueue-controller",
+            NS,
+            client.V1Lease(metadata=created.metadata, spec=client.V1LeaseSpec(holder_identity="c")),
+        )
+    assert caught.value.status == 409
+    assert fake_kube.count("update", "leases") == 2
+
+
+async def test_field_selector_on_namespace(api_client: client.ApiClient) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    await create_work(api_client, work("here"))
+    await objects.create_namespaced_custom_object(GROUP, VERSION, "other", PLURAL, work("there"))
+    listed = await objects.list_cluster_custom_object(
+        GROUP, VERSION, PLURAL, field_selector="metadata.namespace!=default"
+    )
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["there"]

@@ -192,7 +192,7 @@ async def test_server_down_and_back(cluster: KubernetesClusterClient, fake_kube:
     informer = Informer(cluster, WORKS, backoff=FAST)
     informer.add_handler(recorder)
     async with running(informer):
-        outage = fake_kube.down_for(1.0)
+        outage = fake_kube.down_for(2.0)
         with anyio.fail_after(5):
             await outage
         await cluster.create(WORKS, work("after-outage"))
