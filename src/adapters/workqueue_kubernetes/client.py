@@ -29,6 +29,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from workqueue_kubernetes.port import (
     AlreadyExists,
     Cause,
+    ClusterClient,
     ClusterError,
     Conflict,
     Gone,
@@ -421,3 +422,8 @@ def _watch_event(line: bytes) -> WatchEvent:
     except ValueError as exc:
         raise ClusterError(f"unknown watch event type {kind!r}") from exc
     return WatchEvent(event_type, obj)
+
+
+def _conforms(cluster: KubernetesClusterClient) -> ClusterClient:
+    """Lets mypy check that ``KubernetesClusterClient`` implements the port."""
+    return cluster
