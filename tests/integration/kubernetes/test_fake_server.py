@@ -945,3 +945,24 @@ async def test_field_selector_on_namespace(api_client: client.ApiClient) -> None
         GROUP, VERSION, PLURAL, field_selector="metadata.namespace!=default"
     )
     assert [i["metadata"]["name"] for i in listed["items"]] == ["there"]
+
+
+async def test_discovery(api_client: client.ApiClient) -> None:
+    groups = await client.ApisApi(api_client).get_api_versions()
+    names = {g.name for g in groups.groups}
+    assert {"batch", "brokkr.io", "coordination.k8s.io"} <= names
+    core = await client.CoreApi(api_client).get_api_versions()
+    assert core.versions == ["v1"]
+    batch = await client.BatchV1Api(api_client).get_api_resources()
+    assert {r.name for r in batch.resources} == {"jobs", "jobs/status"}
+    version = await client.VersionApi(api_client).get_code()
+    assert (version.major, version.minor) == ("1", "34")
+    works = await api_client.call_api(
+        "/apis/brokkr.io/v1alpha1",
+        "GET",
+        response_types_map={200: "object"},
+        auth_settings=["BearerToken"],
+        _return_http_data_only=True,
+    )
+    assert [r["name"] for r in works["resources"]] == ["works", "works/status"]
+    assert works["resources"][0]["namespaced"] is True

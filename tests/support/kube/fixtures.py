@@ -5,7 +5,8 @@ Enable them in a test module or conftest with
 conftest) or import them by name: ``from support.kube.fixtures import fake_kube, kubeconfig``.
 
 ``fake_kube``: a running ``FakeKube`` (Work from ``deploy/crds/work.yaml``, Jobs, Leases,
-Pods, Events) on 127.0.0.1 and a random port.  ``kubeconfig``: a kubeconfig file for it.
+Pods, Events, Namespaces, CRDs) on 127.0.0.1 and a random port; the test fails if the fake
+itself raised an unexpected exception.  ``kubeconfig``: a kubeconfig file for it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .server import FakeKube
 async def fake_kube() -> AsyncIterator[FakeKube]:
     async with FakeKube() as kube:
         yield kube
+    assert kube.internal_errors == [], "the fake API server failed internally"
 
 
 @pytest.fixture

@@ -11,10 +11,12 @@ import attrs
 from .schema import BuiltinSchema, Cause, CrdSchema, load_crd
 
 __all__ = [
+    "CRDS",
     "DEFAULT_RESOURCES",
     "EVENTS",
     "JOBS",
     "LEASES",
+    "NAMESPACES",
     "PODS",
     "WORK_CRD",
     "Resource",
@@ -95,5 +97,21 @@ JOBS = Resource(
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 PODS = Resource("", "v1", "pods", "Pod", status_subresource=True)
 EVENTS = Resource("", "v1", "events", "Event")
-DEFAULT_RESOURCES = (JOBS, LEASES, PODS, EVENTS)
-"""Built-in kinds served by default (``Work`` is added from the CRD file)."""
+NAMESPACES = Resource(
+    "", "v1", "namespaces", "Namespace", namespaced=False, status_subresource=True
+)
+CRDS = Resource(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    namespaced=False,
+    status_subresource=True,
+)
+DEFAULT_RESOURCES = (JOBS, LEASES, PODS, EVENTS, NAMESPACES, CRDS)
+"""Built-in kinds served by default (``Work`` is added from the CRD file).
+
+Namespaces and CRDs are served (unvalidated) because operator frameworks such as kopf
+discover and list them; the server starts with the ``default`` namespace and a
+CustomResourceDefinition object for each CRD it serves from a file.
+"""
