@@ -233,7 +233,11 @@ class ClusterClient(Protocol):
         propagation_policy: PropagationPolicy = PropagationPolicy.BACKGROUND,
         preconditions: Preconditions | None = None,
     ) -> Mapping[str, Any] | None:
-        """Delete; returns the object while finalizers hold it, else None."""
+        """Delete; returns the object while finalizers hold it, else None.
+
+        The default is Background (owned objects are garbage-collected), always sent
+        explicitly: the API server's own default for batch/v1 Jobs is Orphan.
+        """
         ...
 
     async def replace_status(

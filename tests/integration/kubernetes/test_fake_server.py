@@ -966,3 +966,28 @@ async def test_discovery(api_client: client.ApiClient) -> None:
     )
     assert [r["name"] for r in works["resources"]] == ["works", "works/status"]
     assert works["resources"][0]["namespaced"] is True
+
+
+async def test_deleting_a_job_orphans_its_pods_by_default(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    fake_kube.jobs.enabled = False
+    created = await client.BatchV1Api(api_client).create_namespaced_job(NS, job("j"))
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "j-abcde",
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": created.metadata.uid}
+            ],
+        },
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+    }
+    core = client.CoreV1Api(api_client)
+    await core.create_namespaced_pod(NS, pod)
+    await client.BatchV1Api(api_client).delete_namespaced_job("j", NS)
+    await anyio.sleep(fake_kube.gc_delay * 5)
+    kept = fake_kube.get("pods", NS, "j-abcde")
+    assert kept is not None  # batch/v1 Jobs default to orphaning, as in a real cluster
+    assert "ownerReferences" not in kept["metadata"]
