@@ -182,3 +182,12 @@ def test_unknown_spec_fields_are_pruned_by_the_server() -> None:
         "spec.colour",
         "status.conditions[0].extra",
     ]
+
+
+def test_template_list_items_are_checked_by_the_parser_only() -> None:
+    """A known narrowing (see the CRD's header): the API server's CEL rule is constant-cost."""
+    document = _sample()
+    document["spec"]["template"] = [{"apiVersion": "batch/v1"}]
+    assert CrdSchema.from_crd(crd(), "v1alpha1").errors(document) == []
+    with pytest.raises(SpecError):
+        WorkResource.from_mapping(document)
