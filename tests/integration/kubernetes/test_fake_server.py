@@ -643,7 +643,7 @@ async def test_established_watch_gets_expired(
         resource_version=created["metadata"]["resourceVersion"],
         _preload_content=False,
     )
-    await wait_until(lambda: bool(fake_kube._watchers))
+    await wait_until(lambda: fake_kube.open_watches == 1)
     fake_kube.expire_watches()
     with anyio.fail_after(5):
         event = json.loads(await response.content.readline())
@@ -858,9 +858,9 @@ async def test_a_watch_the_client_closes_is_forgotten(
     response = await client.CustomObjectsApi(api_client).list_namespaced_custom_object(
         GROUP, VERSION, NS, PLURAL, watch=True, _preload_content=False
     )
-    await wait_until(lambda: len(fake_kube._watchers) == 1)
+    await wait_until(lambda: fake_kube.open_watches == 1)
     response.close()
-    await wait_until(lambda: not fake_kube._watchers)
+    await wait_until(lambda: fake_kube.open_watches == 0)
 
 
 async def test_generate_name_and_exact_list_below_the_window(

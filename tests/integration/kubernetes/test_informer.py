@@ -95,6 +95,7 @@ async def test_initial_sync_and_updates(
     assert modified.old is not None and "maxRetries" not in modified.old["spec"]
     assert informer.keys() == ["default/a", "default/c"]
     assert informer.list_count == 1
+    await eventually(lambda: fake_kube.open_watches == 0)  # cancelling closed the stream
     watches = [r for r in fake_kube.requests if r.verb == "watch"]
     assert watches[0].query["allowWatchBookmarks"] == "true"
     assert watches[0].query["resourceVersion"] == listed_at

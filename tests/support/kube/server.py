@@ -467,6 +467,11 @@ class FakeKube:
         ]
 
     @property
+    def open_watches(self) -> int:
+        """How many watch streams are open now."""
+        return len(self._watchers)
+
+    @property
     def resource_version(self) -> int:
         """The last resourceVersion handed out."""
         return self._last_rv
