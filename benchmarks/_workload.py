@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
-from workqueue_core.models import Agent, Targeting, WorkItem
-from workqueue_core.selectors import LabelSelector
+from workqueue_core.domain.models import Agent, Targeting, WorkItem
+from workqueue_core.domain.selectors import LabelSelector
 
 WORK_TYPE = "noop"
 ZONES = tuple(f"z{i}" for i in range(10))

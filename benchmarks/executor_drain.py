@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 import anyio
 
 from benchmarks._db import vacuum_analyze
-from workqueue_core.models import Targeting, WorkItem, WorkStatus
-from workqueue_core.service import BrokerService
-from workqueue_core.worker import Job, Worker, WorkerOptions
+from workqueue_core.domain.models import Targeting, WorkItem, WorkStatus
+from workqueue_core.executor.worker import Job, Worker, WorkerOptions
+from workqueue_core.service.broker import BrokerService
 
 WORK_TYPE = "noop"
 SUBMIT_BATCH = 1000

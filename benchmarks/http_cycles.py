@@ -58,9 +58,8 @@ import psycopg
 
 from benchmarks._env import machine, versions
 from benchmarks._stats import percentile, rate
-from workqueue_core.errors import WorkqueueError
-from workqueue_core.models import Completion, SubmitResult, Targeting
-from workqueue_core.service import SubmitRequest
+from workqueue_core.domain.errors import WorkqueueError
+from workqueue_core.domain.models import Completion, SubmitRequest, SubmitResult, Targeting
 from workqueue_http.client import BrokerClient
 
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"

@@ -138,7 +138,7 @@ async def notify_latency(dsn: str, samples: int, wait: float = 5.0) -> LatencyRe
     name = "submit → claimed, waiting claimer woken by LISTEN/NOTIFY"
     if (why := ours.available()) is not None:
         return _failed(name, f"store not available: {why}")
-    from workqueue_core.service import BrokerService
+    from workqueue_core.service.broker import BrokerService
 
     store = None
     try:

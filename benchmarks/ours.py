@@ -14,7 +14,7 @@ from psycopg import sql as pgsql
 from benchmarks._db import drop_schema, scalar, vacuum_analyze
 from benchmarks._result import DrainResult, failed
 from benchmarks._workload import WORK_TYPE, agent, noop_item, now
-from workqueue_core.models import Agent, Completion
+from workqueue_core.domain.models import Agent, Completion
 
 SCHEMA = "bench_ours"
 SUBMIT_BATCH = 1000

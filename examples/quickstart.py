@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from workqueue_core.models import Failure, Targeting
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import BrokerService, SubmitRequest
+from workqueue_core.domain.models import Failure, SubmitRequest, Targeting
+from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.service.broker import BrokerService
 from workqueue_memory import MemoryStore
 
 BUILD = """\

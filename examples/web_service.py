@@ -30,10 +30,10 @@ from litestar.exceptions import NotFoundException, ValidationException
 from msgspec import Struct
 from worker_setup import THUMBNAIL, open_broker, thumbnail_spec
 
-from workqueue_core.errors import InvalidInput, UnknownWork
-from workqueue_core.models import ExecutionRecord, Targeting
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import BrokerService, SubmitRequest
+from workqueue_core.domain.errors import InvalidInput, UnknownWork
+from workqueue_core.domain.models import ExecutionRecord, SubmitRequest, Targeting
+from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.service.broker import BrokerService
 
 
 class ThumbnailRequest(Struct):

@@ -21,13 +21,13 @@ import socket
 import anyio
 from worker_setup import THUMBNAIL, open_broker
 
-from workqueue_core.worker import (
+from workqueue_agent.signals import run_until_signalled
+from workqueue_core.executor.worker import (
     Job,
     PermanentError,
     RetryableError,
     Worker,
     WorkerOptions,
-    run_until_signalled,
 )
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from workqueue_core.ports import Store
-from workqueue_core.service import BrokerService
+from workqueue_core.service.broker import BrokerService
 
 DEFAULT_DATABASE_URL = "sqlite:///workqueue-example.db"
 THUMBNAIL = "thumbnail"

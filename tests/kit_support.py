@@ -10,13 +10,13 @@ from hypothesis import Phase
 from hypothesis.stateful import run_state_machine_as_test
 
 from workqueue_core.ports import Store
-from workqueue_core.queue_state import QueueState
+from workqueue_core.reference.store import ReferenceStore
 from workqueue_core.testing import ConformanceError, conformance_machine, conformance_settings
 from workqueue_memory import MemoryStore
 
 
 def factory_for(
-    state_class: type[QueueState], store_class: type[MemoryStore] = MemoryStore
+    state_class: type[ReferenceStore], store_class: type[MemoryStore] = MemoryStore
 ) -> Callable[[], object]:
     """A store factory for the kit: ``store_class`` over a fresh ``state_class``."""
 

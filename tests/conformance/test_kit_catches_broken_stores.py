@@ -17,9 +17,9 @@ import attrs
 import pytest
 
 from kit_support import factory_for, run_until_caught
-from workqueue_core import transitions
-from workqueue_core.errors import BudgetSpent, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain import transitions
+from workqueue_core.domain.errors import BudgetSpent, WorkqueueError
+from workqueue_core.domain.models import (
     ClaimToken,
     Completion,
     Event,
@@ -30,12 +30,12 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.notify import InProcessNotifier
-from workqueue_core.queue_state import QueueState
+from workqueue_core.reference.store import ReferenceStore
+from workqueue_core.service.notifier import InProcessNotifier
 from workqueue_memory import MemoryStore
 
 
-class SecondClaimState(QueueState):
+class SecondClaimState(ReferenceStore):
     """Lets a second agent claim an item that is already CLAIMED."""
 
     def _check_claim(self, work_id: UUID, agent_id: UUID, now: datetime) -> WorkItem:
@@ -45,7 +45,7 @@ class SecondClaimState(QueueState):
         return super()._check_claim(work_id, agent_id, now)
 
 
-class IgnoresNotBeforeState(QueueState):
+class IgnoresNotBeforeState(ReferenceStore):
     """Claims retried items before their ``not_before``."""
 
     def _without_not_before(self) -> dict[UUID, datetime]:
@@ -84,7 +84,7 @@ class IgnoresNotBeforeState(QueueState):
         return [self._queue[i.id] for i in claimed]
 
 
-class AcceptsStaleTokenState(QueueState):
+class AcceptsStaleTokenState(ReferenceStore):
     """Accepts a token from an earlier claim as long as the item is claimed again."""
 
     def _check_token(self, token: ClaimToken, agent_id: UUID) -> WorkItem:
@@ -96,7 +96,7 @@ class AcceptsStaleTokenState(QueueState):
         return super()._check_token(token, agent_id)
 
 
-class LosesCancelledState(QueueState):
+class LosesCancelledState(ReferenceStore):
     """Drops a cancelled item instead of moving it to the log."""
 
     def cancel(self, work_id: UUID, actor: str, now: datetime, reason: str = "") -> ExecutionRecord:
@@ -105,14 +105,14 @@ class LosesCancelledState(QueueState):
         return record
 
 
-class IgnoresCursorState(QueueState):
+class IgnoresCursorState(ReferenceStore):
     """Keyset pagination forgotten: every page starts from the first row."""
 
     def query(self, query: WorkQuery) -> list[WorkItem]:
         return super().query(attrs.evolve(query, after=None))
 
 
-class PruneKeepsEventsState(QueueState):
+class PruneKeepsEventsState(ReferenceStore):
     """Prunes log records but leaves their events behind."""
 
     def prune(self, before: datetime, limit: int = 10_000) -> int:
@@ -126,7 +126,7 @@ def _second(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(microsecond=0)
 
 
-class TruncatesMicrosecondsState(QueueState):
+class TruncatesMicrosecondsState(ReferenceStore):
     """Stores claim times in a column without fractional seconds."""
 
     def _apply(self, state: WorkItem | ExecutionRecord, event: Event | None) -> None:
@@ -139,7 +139,7 @@ class TruncatesMicrosecondsState(QueueState):
         super()._apply(state, event)
 
 
-class EmptyTypesMeansAllState(QueueState):
+class EmptyTypesMeansAllState(ReferenceStore):
     """Treats ``work_types=[]`` like None (the ``if work_types:`` bug)."""
 
     def _eligible(
@@ -148,7 +148,7 @@ class EmptyTypesMeansAllState(QueueState):
         return super()._eligible(agent, now, work_types or None)
 
 
-class BatchTrustsTheTokenState(QueueState):
+class BatchTrustsTheTokenState(ReferenceStore):
     """A batch completion that checks tokens but not which agent presents them."""
 
     def complete_many(
@@ -162,7 +162,7 @@ class BatchTrustsTheTokenState(QueueState):
         return super().complete_many(fixed, now)
 
 
-class RefusesOverReportedCompletionState(QueueState):
+class RefusesOverReportedCompletionState(ReferenceStore):
     """Refuses a complete that reports too many local retries (instead of clamping)."""
 
     def complete(
@@ -181,7 +181,7 @@ class RefusesOverReportedCompletionState(QueueState):
         return super().complete(token, agent_id, now, result, local_retries)
 
 
-class StatsWithoutLogState(QueueState):
+class StatsWithoutLogState(ReferenceStore):
     """Counts only the queue in stats."""
 
     def stats(self) -> Stats:
@@ -189,7 +189,7 @@ class StatsWithoutLogState(QueueState):
         return Stats({key: n for key, n in counts.items() if not key[1].is_terminal})
 
 
-class GetFindsLoggedState(QueueState):
+class GetFindsLoggedState(ReferenceStore):
     """``get`` also returns finished items (it should return only queued ones)."""
 
     def get(self, work_id: UUID) -> WorkItem | None:
@@ -197,7 +197,7 @@ class GetFindsLoggedState(QueueState):
         return record.item if record is not None else super().get(work_id)
 
 
-class MangledTextState(QueueState):
+class MangledTextState(ReferenceStore):
     """Doubles single quotes in specs (an escaping bug) and cuts them at 1 KiB."""
 
     def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
@@ -242,7 +242,7 @@ class _MutableNotifier(InProcessNotifier):
 class QuietApprovalStore(MemoryStore):
     """Approves held items without waking the claimers waiting for work."""
 
-    def __init__(self, *, state: QueueState) -> None:
+    def __init__(self, *, state: ReferenceStore) -> None:
         self._quiet = _MutableNotifier()
         super().__init__(state=state, notifier=self._quiet)
 
@@ -287,20 +287,22 @@ class QuietApprovalStore(MemoryStore):
         "mangled-text",
     ],
 )
-def test_the_suite_catches_a_broken_store(state_class: type[QueueState], symptom: str) -> None:
+def test_the_suite_catches_a_broken_store(state_class: type[ReferenceStore], symptom: str) -> None:
     run_until_caught(factory_for(state_class), symptom)
 
 
 def test_the_suite_catches_a_sweep_that_races_another() -> None:
-    run_until_caught(factory_for(QueueState, RacySweepStore), r"concurrent sweeps: .* swept twice")
+    run_until_caught(
+        factory_for(ReferenceStore, RacySweepStore), r"concurrent sweeps: .* swept twice"
+    )
 
 
 def test_the_suite_catches_an_approval_that_wakes_nobody() -> None:
     run_until_caught(
-        factory_for(QueueState, QuietApprovalStore),
+        factory_for(ReferenceStore, QuietApprovalStore),
         r"approve: the reference wakes waiting claimers here, but the store's notifier",
     )
 
 
 def test_the_suite_catches_a_quiet_completion_that_hides_refusals() -> None:
-    run_until_caught(factory_for(QueueState, QuietAlwaysDoneStore), r"complete_many_quiet")
+    run_until_caught(factory_for(ReferenceStore, QuietAlwaysDoneStore), r"complete_many_quiet")

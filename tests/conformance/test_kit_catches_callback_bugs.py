@@ -13,13 +13,13 @@ import anyio.lowlevel
 import pytest
 
 from kit_support import factory_for, run_until_caught
-from workqueue_core import callbacks
-from workqueue_core.models import Event, ExecutionRecord
-from workqueue_core.queue_state import QueueState
+from workqueue_core.domain import callbacks
+from workqueue_core.domain.models import Event, ExecutionRecord
+from workqueue_core.reference.store import ReferenceStore
 from workqueue_memory import MemoryStore
 
 
-class IgnoresRetryAtState(QueueState):
+class IgnoresRetryAtState(ReferenceStore):
     """A failed delivery is due again at once, not at its ``retry_at``."""
 
     def record_callback(
@@ -44,7 +44,7 @@ class IgnoresRetryAtState(QueueState):
         )
 
 
-class IgnoresLeaseState(QueueState):
+class IgnoresLeaseState(ReferenceStore):
     """Hands out due callbacks without taking them under the lease."""
 
     def callbacks_due(
@@ -53,7 +53,7 @@ class IgnoresLeaseState(QueueState):
         return super().callbacks_due(now, limit, None)
 
 
-class NeverAbandonsState(QueueState):
+class NeverAbandonsState(ReferenceStore):
     """An abandoned delivery stays pending, due again at once."""
 
     def record_callback(
@@ -78,7 +78,7 @@ class NeverAbandonsState(QueueState):
         )
 
 
-class NoCallbackForCancelState(QueueState):
+class NoCallbackForCancelState(ReferenceStore):
     """Forgets the delivery of cancelled items."""
 
     def cancel(self, work_id: UUID, actor: str, now: datetime, reason: str = "") -> ExecutionRecord:
@@ -112,7 +112,7 @@ class RacyCallbacksStore(MemoryStore):
     ids=["ignores-retry-at", "ignores-lease", "never-abandons", "no-callback-for-cancel"],
 )
 def test_the_suite_catches_a_broken_callback_store(
-    state_class: type[QueueState], symptom: str
+    state_class: type[ReferenceStore], symptom: str
 ) -> None:
     # A callback bug shows only after an item ends with a URL and an attempt is made
     # or the clock passes a due time; allow more examples than for queue bugs (the
@@ -122,5 +122,5 @@ def test_the_suite_catches_a_broken_callback_store(
 
 def test_the_suite_catches_callbacks_taken_twice() -> None:
     run_until_caught(
-        factory_for(QueueState, RacyCallbacksStore), r"concurrent callbacks_due: both took"
+        factory_for(ReferenceStore, RacyCallbacksStore), r"concurrent callbacks_due: both took"
     )

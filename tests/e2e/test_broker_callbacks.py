@@ -21,8 +21,7 @@ import httpx
 import pytest
 from broker_support import BrokerProcess, broker_on
 
-from workqueue_core.models import Targeting, WorkStatus
-from workqueue_core.service import SubmitRequest
+from workqueue_core.domain.models import SubmitRequest, Targeting, WorkStatus
 from workqueue_http.client import BrokerClient
 
 pytestmark = pytest.mark.anyio

@@ -20,8 +20,8 @@ from workqueue_broker.admin_tokens import resolve_admin_tokens
 from workqueue_broker.config import BrokerConfig, ConfigError, load_config, parse_duration
 from workqueue_broker.maintenance import prune_once, sweep_once
 from workqueue_broker.stores import StoreLocation, parse_database_url
-from workqueue_core.models import LogQuery, Targeting, WorkQuery, WorkStatus
-from workqueue_core.service import BrokerService, SubmitRequest
+from workqueue_core.domain.models import LogQuery, SubmitRequest, Targeting, WorkQuery, WorkStatus
+from workqueue_core.service.broker import BrokerService
 from workqueue_core.testing.clock import FakeClock
 from workqueue_memory import MemoryStore
 

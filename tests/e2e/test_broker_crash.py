@@ -22,10 +22,16 @@ import httpx
 import pytest
 from broker_support import BrokerProcess, database_url
 
-from workqueue_core.errors import LeaseLost, StoreUnavailable, WorkqueueError
-from workqueue_core.models import LogQuery, Targeting, WorkItem, WorkQuery, WorkStatus
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import SubmitRequest
+from workqueue_core.domain.errors import LeaseLost, StoreUnavailable, WorkqueueError
+from workqueue_core.domain.models import (
+    LogQuery,
+    SubmitRequest,
+    Targeting,
+    WorkItem,
+    WorkQuery,
+    WorkStatus,
+)
+from workqueue_core.domain.retry import RetryPolicy
 from workqueue_http.client import BrokerClient
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from broker_support import BrokerProcess, broker_on
 
-from workqueue_core.errors import (
+from workqueue_core.domain.errors import (
     InvalidTransition,
     LeaseLost,
     NotEligible,
@@ -24,18 +24,19 @@ from workqueue_core.errors import (
     WorkCancelled,
     WorkqueueError,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     ExecutionRecord,
     Failure,
+    IssuedAgent,
     LogQuery,
+    SubmitRequest,
     Targeting,
     WorkItem,
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import IssuedAgent, SubmitRequest
+from workqueue_core.domain.retry import RetryPolicy
 from workqueue_http.client import BrokerClient
 
 pytestmark = pytest.mark.anyio

@@ -27,7 +27,7 @@ from broker_support import (
 )
 
 from workqueue_cli.main import build_parser, main
-from workqueue_core.models import Failure
+from workqueue_core.domain.models import Failure
 from workqueue_http.client import BrokerClient
 
 SPEC = "steps:\n  - run: make test\n"

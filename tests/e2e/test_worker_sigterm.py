@@ -28,10 +28,17 @@ import httpx
 import pytest
 
 from pg_support import PG_DSN, temporary_schema
-from workqueue_core.models import Cursor, LogQuery, Targeting, WorkQuery, WorkStatus
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import BrokerService, SubmitRequest
-from workqueue_core.worker import SHUTDOWN, Job, Worker, WorkerOptions
+from workqueue_core.domain.models import (
+    Cursor,
+    LogQuery,
+    SubmitRequest,
+    Targeting,
+    WorkQuery,
+    WorkStatus,
+)
+from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.executor.worker import SHUTDOWN, Job, Worker, WorkerOptions
+from workqueue_core.service.broker import BrokerService
 from workqueue_postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio

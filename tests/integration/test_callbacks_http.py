@@ -22,11 +22,12 @@ import attrs
 import msgspec
 import pytest
 
-from workqueue_core.callbacks import CALLBACK_ACTOR, CallbackPolicy, deliver_due
-from workqueue_core.models import Event, Failure, Targeting, WorkStatus
+from workqueue_core.domain.callbacks import CALLBACK_ACTOR, CallbackPolicy
+from workqueue_core.domain.models import Event, Failure, SubmitRequest, Targeting, WorkStatus
+from workqueue_core.domain.retry import RetryPolicy
 from workqueue_core.ports import Store
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import BrokerService, SubmitRequest
+from workqueue_core.service.broker import BrokerService
+from workqueue_core.service.callbacks import deliver_due
 from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
 from workqueue_http import wire
 from workqueue_http.callbacks import HttpxCallbackPoster, encode_record, redact_url

@@ -71,3 +71,44 @@ def test_the_check_would_catch_a_violation(tmp_path: Path) -> None:
         if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
     }
     assert ("datetime", "now") in attrs_used & FORBIDDEN_CALLS
+
+
+SRC = CORE.parent
+ARCHITECTURE = SRC.parent / "docs" / "architecture.md"
+
+
+def _listed_modules() -> set[str]:
+    """Module paths (relative to ``src/``) the layout block of architecture.md names."""
+    listed: set[str] = set()
+    stack: list[tuple[int, str]] = []
+    text = ARCHITECTURE.read_text()
+    block = text.split("## Packages and the dependency rule", 1)[1].split("```", 2)[1]
+    for line in block.splitlines():
+        name = line.strip().split(" ", 1)[0]
+        if not name:
+            continue
+        indent = len(line) - len(line.lstrip())
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        parent = stack[-1][1] if stack else ""
+        path = (parent + name) if not name.startswith("src/") else name.removeprefix("src/")
+        if name.endswith("/"):
+            stack.append((indent, path))
+        else:
+            listed.add(path)
+    return listed
+
+
+def test_every_module_is_listed_in_architecture_md() -> None:
+    modules = {
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if path.name != "__init__.py" and "__pycache__" not in path.parts
+    }
+    missing = sorted(modules - _listed_modules())
+    assert not missing, f"docs/architecture.md does not list {missing}"
+
+
+def test_architecture_md_lists_no_module_that_does_not_exist() -> None:
+    stale = sorted(p for p in _listed_modules() if not (SRC / p).is_file())
+    assert not stale, f"docs/architecture.md lists modules that do not exist: {stale}"

@@ -12,8 +12,8 @@ from uuid import UUID
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from workqueue_core.errors import BudgetSpent, NotClaimable, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import BudgetSpent, NotClaimable, WorkqueueError
+from workqueue_core.domain.models import (
     Agent,
     ClaimToken,
     Event,
@@ -23,8 +23,8 @@ from workqueue_core.models import (
     WorkItem,
     WorkStatus,
 )
-from workqueue_core.queue_state import QueueState
-from workqueue_core.retry import Jitter, RetryPolicy
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.reference.store import ReferenceStore
 from workqueue_core.testing.clock import EPOCH
 
 AGENTS = (UUID(int=0xA), UUID(int=0xB))
@@ -109,13 +109,13 @@ class Budget:
 
 @dataclass
 class History:
-    qs: QueueState
+    qs: ReferenceStore
     now: datetime = EPOCH
     budgets: dict[UUID, Budget] = field(default_factory=dict)
     tokens: list[tuple[ClaimToken, UUID]] = field(default_factory=list)
 
 
-def current(qs: QueueState, work_id: UUID) -> WorkItem:
+def current(qs: ReferenceStore, work_id: UUID) -> WorkItem:
     item = qs.get(work_id)
     record = qs.get_record(work_id)
     assert (item is None) != (record is None), f"{work_id} must be in exactly one of queue/log"
@@ -125,7 +125,7 @@ def current(qs: QueueState, work_id: UUID) -> WorkItem:
     return record.item
 
 
-def snapshot(qs: QueueState, ids: list[UUID]) -> list[object]:
+def snapshot(qs: ReferenceStore, ids: list[UUID]) -> list[object]:
     return [(qs.get(i), qs.get_record(i), qs.events(i)) for i in ids]
 
 
@@ -241,7 +241,7 @@ def test_no_item_ever_exceeds_its_budget(
     work: list[WorkItem], ops: list[tuple[Any, ...]], seed: int
 ) -> None:
     rng = random.Random(seed)
-    h = History(QueueState(random_source=rng.random))
+    h = History(ReferenceStore(random_source=rng.random))
     for i, agent_id in enumerate(AGENTS):
         h.qs.register_agent(Agent(id=agent_id, name=f"agent-{i}", registered_at=EPOCH))
     for item in work:
@@ -275,7 +275,7 @@ def test_retried_item_is_not_claimable_before_not_before(
     fraction: float,
     swept: bool,
 ) -> None:
-    qs = QueueState(random_source=lambda: sample)
+    qs = ReferenceStore(random_source=lambda: sample)
     for i, agent_id in enumerate(AGENTS):
         qs.register_agent(Agent(id=agent_id, name=f"agent-{i}", registered_at=EPOCH))
     work = WorkItem(

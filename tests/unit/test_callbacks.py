@@ -14,18 +14,25 @@ from uuid import UUID
 import attrs
 import pytest
 
-from workqueue_core.callbacks import (
+from workqueue_core.domain.callbacks import (
     CALLBACK_ACTOR,
     CallbackPolicy,
     CallbackTransportError,
-    deliver_due,
     delivery_attempts,
 )
-from workqueue_core.errors import InvalidInput, InvalidTransition, UnknownWork
-from workqueue_core.models import ExecutionRecord, Failure, Targeting, WorkStatus
-from workqueue_core.replay import agrees, replay
-from workqueue_core.retry import Jitter, RetryPolicy
-from workqueue_core.service import BrokerService, SubmitRequest, check_callback_url
+from workqueue_core.domain.errors import InvalidInput, InvalidTransition, UnknownWork
+from workqueue_core.domain.models import (
+    ExecutionRecord,
+    Failure,
+    SubmitRequest,
+    Targeting,
+    WorkStatus,
+)
+from workqueue_core.domain.replay import agrees, replay
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.service.broker import BrokerService
+from workqueue_core.service.callbacks import deliver_due
+from workqueue_core.service.validation import check_callback_url
 from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
 from workqueue_memory import MemoryStore
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workqueue_core.errors import WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import WorkqueueError
+from workqueue_core.domain.models import (
     Agent,
     ClaimToken,
     Event,
@@ -23,9 +23,9 @@ from workqueue_core.models import (
     WorkItem,
     WorkStatus,
 )
-from workqueue_core.queue_state import QueueState
-from workqueue_core.replay import ReplayedState, ReplayError, agrees, replay
-from workqueue_core.retry import Jitter, RetryPolicy
+from workqueue_core.domain.replay import ReplayedState, ReplayError, agrees, replay
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.reference.store import ReferenceStore
 from workqueue_core.testing.clock import EPOCH
 
 AGENTS = (UUID(int=0xA), UUID(int=0xB))
@@ -78,7 +78,7 @@ operations = st.one_of(
 )
 
 
-def current(qs: QueueState, work_id: UUID) -> WorkItem | ExecutionRecord:
+def current(qs: ReferenceStore, work_id: UUID) -> WorkItem | ExecutionRecord:
     item = qs.get(work_id)
     record = qs.get_record(work_id)
     assert (item is None) != (record is None)
@@ -90,9 +90,9 @@ def current(qs: QueueState, work_id: UUID) -> WorkItem | ExecutionRecord:
 
 def run_history(
     work: list[WorkItem], ops: list[tuple[Any, ...]], seed: int, check_each_step: bool
-) -> QueueState:
-    """Drive a QueueState through ``ops``; refused steps must change nothing."""
-    qs = QueueState(random_source=random.Random(seed).random)
+) -> ReferenceStore:
+    """Drive a ReferenceStore through ``ops``; refused steps must change nothing."""
+    qs = ReferenceStore(random_source=random.Random(seed).random)
     for i, agent_id in enumerate(AGENTS):
         qs.register_agent(Agent(id=agent_id, name=f"agent-{i}", registered_at=EPOCH))
     ids = [item.id for item in work]
@@ -131,7 +131,7 @@ def run_history(
     return qs
 
 
-def assert_replays(qs: QueueState, work_id: UUID) -> ReplayedState:
+def assert_replays(qs: ReferenceStore, work_id: UUID) -> ReplayedState:
     events = qs.events(work_id)
     stored = current(qs, work_id)
     item = stored.item if isinstance(stored, ExecutionRecord) else stored

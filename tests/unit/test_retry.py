@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workqueue_core.errors import InvalidInput
-from workqueue_core.retry import MAX_RETRIES_LIMIT, Jitter, RetryPolicy
+from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.retry import MAX_RETRIES_LIMIT, Jitter, RetryPolicy
 
 US = timedelta(microseconds=1)
 DAY_US = 86_400 * 1_000_000

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workqueue_core.errors import SelectorError
-from workqueue_core.selectors import (
+from workqueue_core.domain.errors import SelectorError
+from workqueue_core.domain.selectors import (
     MAX_REQUIREMENTS,
     MAX_SELECTOR_LENGTH,
     LabelSelector,

@@ -10,7 +10,7 @@ import anyio
 import attrs
 import pytest
 
-from workqueue_core.errors import (
+from workqueue_core.domain.errors import (
     InvalidInput,
     LabelError,
     LeaseLost,
@@ -20,23 +20,24 @@ from workqueue_core.errors import (
     UnknownAgent,
     UnknownWork,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     AgentStatus,
     Completion,
     ExecutionRecord,
     Failure,
     LogQuery,
+    SubmitRequest,
     Targeting,
     WorkItem,
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.notify import InProcessNotifier
-from workqueue_core.queue_state import QueueState
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import BrokerService, SubmitRequest
+from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.domain.tokens import hash_token
+from workqueue_core.reference.store import ReferenceStore
+from workqueue_core.service.broker import BrokerService
+from workqueue_core.service.notifier import InProcessNotifier
 from workqueue_core.testing import EPOCH, FakeClock, SequentialIds, SequentialTokens
-from workqueue_core.tokens import hash_token
 from workqueue_memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -275,7 +276,7 @@ async def test_queries_filter_and_paginate(service: BrokerService, clock: FakeCl
     backups = await service.list_work(WorkQuery(work_type="backup"))
     assert len(backups) == 2 and {i.work_type for i in backups} == {"backup"}
     first = await service.list_work(WorkQuery(limit=3))
-    from workqueue_core.models import Cursor
+    from workqueue_core.domain.models import Cursor
 
     rest = await service.list_work(
         WorkQuery(limit=3, after=Cursor(first[-1].created_at, first[-1].id))
@@ -429,7 +430,7 @@ async def test_a_bare_string_of_work_types_is_refused_not_split_into_letters(
 
 async def test_a_memory_store_built_on_a_given_state_wakes_its_waiters() -> None:
     earlier: list[str] = []
-    state = QueueState(lambda: 0.0, on_pending=lambda: earlier.append("own"))
+    state = ReferenceStore(lambda: 0.0, on_pending=lambda: earlier.append("own"))
     store = MemoryStore(state=state)
     service = BrokerService(
         store, FakeClock(), SequentialIds(), SequentialTokens(), notifier=store.notifier

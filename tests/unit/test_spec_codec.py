@@ -12,9 +12,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workqueue_core import spec_codec
-from workqueue_core.errors import SpecError, SpecTooLarge
-from workqueue_core.spec_codec import (
+from workqueue_core.domain.errors import SpecError, SpecTooLarge
+from workqueue_core.work import safe_yaml as spec_codec
+from workqueue_core.work.safe_yaml import (
     DEFAULT_YAML_LIMITS,
     YamlLimits,
     child_path,

@@ -9,8 +9,8 @@ import attrs
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workqueue_core import stored
-from workqueue_core.models import ExecutionRecord, Failure, WorkItem, WorkStatus
+from workqueue_core import _stored as stored
+from workqueue_core.domain.models import ExecutionRecord, Failure, WorkItem, WorkStatus
 from workqueue_core.testing import EPOCH
 from workqueue_core.testing import strategies as wst
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workqueue_core import transitions
-from workqueue_core.errors import (
+from workqueue_core.domain import transitions
+from workqueue_core.domain.errors import (
     BudgetSpent,
     InvalidTransition,
     LeaseLost,
@@ -25,7 +25,7 @@ from workqueue_core.errors import (
     WorkCancelled,
     WorkqueueError,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     BUDGET_SPENT,
     LEASE_EXPIRED,
     Agent,
@@ -39,8 +39,8 @@ from workqueue_core.models import (
     WorkItem,
     WorkStatus,
 )
-from workqueue_core.queue_state import QueueState
-from workqueue_core.retry import Jitter, RetryPolicy
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.reference.store import ReferenceStore
 from workqueue_core.testing import strategies as wst
 from workqueue_core.testing.clock import EPOCH
 
@@ -566,7 +566,7 @@ def test_check_token_of_a_finished_item_is_stale_and_unknown_ids_are_unknown() -
         transitions.check_token(None, None, ClaimToken(WID, 1), A)
 
 
-# --- the table, end to end through QueueState ------------------------------------------------
+# --- the table, end to end through ReferenceStore ------------------------------------------------
 
 T1 = at(120)  # after the first claim's lease ran out (T0 + 60 s)
 
@@ -614,14 +614,14 @@ def refusal(status: WorkStatus, event: str) -> type[WorkqueueError] | None:
     }[event]
 
 
-def new_state() -> QueueState:
-    qs = QueueState(random_source=lambda: 0.0)
+def new_state() -> ReferenceStore:
+    qs = ReferenceStore(random_source=lambda: 0.0)
     qs.register_agent(make_agent(A))
     qs.register_agent(make_agent(B))
     return qs
 
 
-def queue_in(status: WorkStatus) -> tuple[QueueState, ClaimToken]:
+def queue_in(status: WorkStatus) -> tuple[ReferenceStore, ClaimToken]:
     """A queue holding item WID in ``status``, and the token of its last claim (by A)."""
     qs = new_state()
     qs.submit(make_item(status=HELD if status is HELD else PENDING), "user", T0)
@@ -638,7 +638,7 @@ def queue_in(status: WorkStatus) -> tuple[QueueState, ClaimToken]:
     return qs, token
 
 
-def perform(qs: QueueState, event: str, token: ClaimToken) -> object:
+def perform(qs: ReferenceStore, event: str, token: ClaimToken) -> object:
     actions: dict[str, Callable[[], object]] = {
         "approve": lambda: qs.approve(WID, "admin", T1),
         "claim": lambda: qs.claim(WID, B, T1),
@@ -656,11 +656,11 @@ def perform(qs: QueueState, event: str, token: ClaimToken) -> object:
 Snapshot = tuple[WorkItem | None, ExecutionRecord | None, list[Event]]
 
 
-def snapshot(qs: QueueState) -> Snapshot:
+def snapshot(qs: ReferenceStore) -> Snapshot:
     return (qs.get(WID), qs.get_record(WID), qs.events(WID))
 
 
-def stored(qs: QueueState) -> WorkItem:
+def stored(qs: ReferenceStore) -> WorkItem:
     item = qs.get(WID)
     record = qs.get_record(WID)
     assert (item is None) != (record is None), "exactly one of queue or log holds the item"
@@ -718,7 +718,7 @@ def test_transition_table(status: WorkStatus, event: str) -> None:
     assert snapshot(qs) == before, "a refused step changes nothing"
 
 
-# --- typed errors through QueueState -------------------------------------------------------
+# --- typed errors through ReferenceStore -------------------------------------------------------
 
 
 def test_unknown_ids_raise_unknown_work_and_unknown_agent() -> None:

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workqueue_core.errors import SpecError
-from workqueue_core.k8s_shapes import (
+from workqueue_core.domain.errors import SpecError
+from workqueue_core.work.k8s_shapes import (
     AnySchema,
     ArraySchema,
     BooleanSchema,
@@ -25,16 +25,7 @@ from workqueue_core.k8s_shapes import (
     StringSchema,
     check_schema,
 )
-from workqueue_core.spec_codec import YamlLimits, load_json_compatible_mapping, load_yaml
-from workqueue_core.templates import (
-    DEFAULT_VALIDATORS,
-    SHIPWRIGHT_BUILD_RUN_SPEC_SCHEMA,
-    SHIPWRIGHT_BUILD_SPEC_SCHEMA,
-    TEMPLATE_VALIDATORS,
-    TemplateValidators,
-    validate_templates,
-)
-from workqueue_core.work_resource import (
+from workqueue_core.work.resource import (
     API_VERSION,
     CONDITION_TEMPLATE_APPLIED,
     CONDITION_TEMPLATE_SUCCEEDED,
@@ -47,6 +38,15 @@ from workqueue_core.work_resource import (
     WorkResourceStatus,
     WorkSpec,
     work_resource_for,
+)
+from workqueue_core.work.safe_yaml import YamlLimits, load_json_compatible_mapping, load_yaml
+from workqueue_core.work.templates import (
+    DEFAULT_VALIDATORS,
+    SHIPWRIGHT_BUILD_RUN_SPEC_SCHEMA,
+    SHIPWRIGHT_BUILD_SPEC_SCHEMA,
+    TEMPLATE_VALIDATORS,
+    TemplateValidators,
+    validate_templates,
 )
 
 SHIPWRIGHT = Path(__file__).resolve().parents[2].parent / "shared" / "upstream" / "shipwright"

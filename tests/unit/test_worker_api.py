@@ -8,11 +8,11 @@ from uuid import uuid4
 import pytest
 from test_worker_support import memory_harness
 
-from workqueue_core.errors import InvalidInput
-from workqueue_core.models import Failure, FailureClass, Targeting, WorkItem
-from workqueue_core.service import MAX_MESSAGE_BYTES, MAX_REASON_CHARS
-from workqueue_core.testing import EPOCH
-from workqueue_core.worker import (
+from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.limits import MAX_MESSAGE_BYTES, MAX_REASON_CHARS
+from workqueue_core.domain.models import Failure, FailureClass, Targeting, WorkItem
+from workqueue_core.executor.handlers import clean_failure, default_classify
+from workqueue_core.executor.worker import (
     Handlers,
     Job,
     PermanentError,
@@ -21,7 +21,7 @@ from workqueue_core.worker import (
     WorkerOptions,
     heartbeat_period,
 )
-from workqueue_core.worker_handlers import clean_failure, default_classify
+from workqueue_core.testing import EPOCH
 
 
 async def _noop(job: Job) -> None:

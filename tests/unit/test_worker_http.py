@@ -13,10 +13,10 @@ import anyio
 from test_worker_support import HANG_GUARD, until
 
 from integration.http.support import ADMIN_TOKEN, Broker, running_broker, server_errors
-from workqueue_core.models import ExecutionRecord, Targeting, WorkStatus
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import SubmitRequest
-from workqueue_core.worker import Job, RetryableError, Worker, WorkerOptions, WorkSource
+from workqueue_core.domain.models import ExecutionRecord, SubmitRequest, Targeting, WorkStatus
+from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.executor.worker import Job, RetryableError, Worker, WorkerOptions
+from workqueue_core.ports.agent import WorkSource
 from workqueue_http.client import BrokerClient
 
 

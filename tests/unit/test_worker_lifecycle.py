@@ -24,8 +24,9 @@ from test_worker_support import (
     until,
 )
 
-from workqueue_core.errors import InvalidInput, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import InvalidInput, WorkqueueError
+from workqueue_core.domain.limits import MAX_MESSAGE_BYTES, MAX_REASON_CHARS, MAX_RESULT_BYTES
+from workqueue_core.domain.models import (
     LEASE_EXPIRED,
     ClaimToken,
     Completion,
@@ -36,13 +37,7 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.service import (
-    MAX_MESSAGE_BYTES,
-    MAX_REASON_CHARS,
-    MAX_RESULT_BYTES,
-    BrokerService,
-)
-from workqueue_core.worker import (
+from workqueue_core.executor.worker import (
     SHUTDOWN,
     TIMEOUT,
     Job,
@@ -51,6 +46,7 @@ from workqueue_core.worker import (
     Worker,
     WorkerOptions,
 )
+from workqueue_core.service.broker import BrokerService
 
 pytestmark = pytest.mark.anyio
 

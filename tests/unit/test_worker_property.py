@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_worker_support import Harness, fast_options, memory_harness, until
 
-from workqueue_core.models import ExecutionRecord, LogQuery, WorkQuery, WorkStatus
-from workqueue_core.replay import agrees, replay
-from workqueue_core.worker import Handlers, Job, PermanentError, RetryableError, Worker
+from workqueue_core.domain.models import ExecutionRecord, LogQuery, WorkQuery, WorkStatus
+from workqueue_core.domain.replay import agrees, replay
+from workqueue_core.executor.worker import Handlers, Job, PermanentError, RetryableError, Worker
 
 OUTCOMES = ("success", "retryable", "permanent", "hang", "error")
 LEASE = 60.0

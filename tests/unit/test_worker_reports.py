@@ -9,12 +9,12 @@ from uuid import UUID, uuid4
 import anyio
 import pytest
 
-from workqueue_core.errors import InvalidInput, LeaseLost, StoreUnavailable, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import InvalidInput, LeaseLost, StoreUnavailable, WorkqueueError
+from workqueue_core.domain.models import (
     ClaimToken,
     Completion,
 )
-from workqueue_core.worker_reports import CompletionReporter, ReportPolicy
+from workqueue_core.executor.reports import CompletionReporter, ReportPolicy
 
 pytestmark = pytest.mark.anyio
 

@@ -16,25 +16,28 @@ import anyio
 import attrs
 import pytest
 
-from workqueue_core.errors import StoreUnavailable, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import StoreUnavailable, WorkqueueError
+from workqueue_core.domain.models import (
     Agent,
     ClaimToken,
     Completion,
     Event,
     ExecutionRecord,
     Failure,
+    IssuedAgent,
+    SubmitRequest,
     Targeting,
     WorkItem,
     WorkStatus,
 )
+from workqueue_core.domain.replay import agrees, replay
+from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.executor.reports import ReportPolicy
+from workqueue_core.executor.worker import WorkerOptions
 from workqueue_core.ports import Store
-from workqueue_core.replay import agrees, replay
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import BrokerService, IssuedAgent, SubmitRequest
+from workqueue_core.ports.agent import WorkSource
+from workqueue_core.service.broker import BrokerService
 from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
-from workqueue_core.worker import WorkerOptions, WorkSource
-from workqueue_core.worker_reports import ReportPolicy
 from workqueue_memory import MemoryStore
 
 POLL = 0.005

@@ -8,7 +8,7 @@ import contextvars
 import anyio
 import pytest
 
-from workqueue_core.worker_tasks import HandlerTasks
+from workqueue_core.executor.tasks import HandlerTasks
 
 pytestmark = pytest.mark.anyio
 

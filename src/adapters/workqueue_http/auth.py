@@ -14,10 +14,10 @@ from uuid import UUID
 import attrs
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from workqueue_core.errors import InvalidInput
-from workqueue_core.models import Agent
-from workqueue_core.service import BrokerService
-from workqueue_core.tokens import hash_token
+from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.models import Agent
+from workqueue_core.domain.tokens import hash_token
+from workqueue_core.service.broker import BrokerService
 
 MAX_TOKEN_LENGTH = 512
 

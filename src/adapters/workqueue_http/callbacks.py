@@ -21,8 +21,8 @@ import anyio
 import httpx
 import msgspec
 
-from workqueue_core.callbacks import CallbackTransportError
-from workqueue_core.models import ExecutionRecord
+from workqueue_core.domain.callbacks import CallbackTransportError
+from workqueue_core.domain.models import ExecutionRecord
 from workqueue_http import wire
 from workqueue_http.wire import redact_url
 

@@ -25,8 +25,9 @@ import anyio
 import httpx
 import msgspec
 
-from workqueue_core.errors import StoreUnavailable, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import StoreUnavailable, WorkqueueError
+from workqueue_core.domain.limits import MAX_BATCH
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     ClaimToken,
@@ -34,14 +35,15 @@ from workqueue_core.models import (
     Event,
     ExecutionRecord,
     Failure,
+    IssuedAgent,
     LogQuery,
     Stats,
+    SubmitRequest,
     SubmitResult,
     WorkItem,
     WorkQuery,
     quiet_outcomes,
 )
-from workqueue_core.service import MAX_BATCH, IssuedAgent, SubmitRequest
 from workqueue_http import wire
 from workqueue_http.problems import Problem, error_for_problem
 

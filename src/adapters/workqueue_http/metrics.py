@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     LEASE_EXPIRED,
     QUEUE_STATES,
     ExecutionRecord,

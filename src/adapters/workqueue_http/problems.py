@@ -13,7 +13,7 @@ from uuid import UUID
 
 import msgspec
 
-from workqueue_core.errors import (
+from workqueue_core.domain.errors import (
     AgentExists,
     BudgetSpent,
     InvalidInput,

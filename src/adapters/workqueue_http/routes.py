@@ -20,8 +20,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import BodyKwarg, HeaderParameter, PathParameter, QueryParameter
 
-from workqueue_core.errors import InvalidInput, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import InvalidInput, WorkqueueError
+from workqueue_core.domain.limits import MAX_BATCH, MAX_WAIT, MAX_WORK_TYPES
+from workqueue_core.domain.models import (
     AgentStatus,
     ClaimToken,
     Completion,
@@ -30,7 +31,8 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.service import MAX_BATCH, BrokerService
+from workqueue_core.service.broker import BrokerService
+from workqueue_core.service.validation import check_wait
 from workqueue_http import wire
 from workqueue_http.auth import (
     Authenticator,
@@ -44,7 +46,6 @@ from workqueue_http.problems import PROBLEM_MEDIA_TYPE, Problem, problem_for_err
 
 log = structlog.get_logger("workqueue.http")
 
-MAX_WAIT = 30.0
 API_PREFIX = "/api/v1"
 
 ReadyCheck = Callable[[], Awaitable[None]]
@@ -116,7 +117,7 @@ Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the 
 WorkId = Annotated[UUID, PathParameter(description="The work item's id.")]
 AgentId = Annotated[UUID, PathParameter(description="The agent's id.")]
 Limit = Annotated[int, QueryParameter(description="Most rows returned (1-1000).")]
-Wait = Annotated[float, QueryParameter(description="Seconds to wait for work (0-30).")]
+Wait = Annotated[float, QueryParameter(description=f"Seconds to wait for work (0-{MAX_WAIT:g}).")]
 Text = Annotated[str | None, QueryParameter()]
 IdempotencyKeyHeader = Annotated[
     str | None, HeaderParameter(name="Idempotency-Key", required=False, max_length=255)
@@ -146,16 +147,15 @@ def _token(work_id: UUID, attempt: int, local_retries: int) -> ClaimToken:
 
 
 def _check_wait(wait: float) -> float:
-    if not 0 <= wait <= MAX_WAIT:  # also refuses NaN
-        raise InvalidInput(f"wait must be in 0..{MAX_WAIT:g} seconds")
+    check_wait(wait)
     return wait
 
 
 def _work_types(work_types: Sequence[str] | None) -> list[str] | None:
     if work_types is None:
         return None
-    if len(work_types) > 100:
-        raise InvalidInput("at most 100 work types")
+    if len(work_types) > MAX_WORK_TYPES:
+        raise InvalidInput(f"at most {MAX_WORK_TYPES} work types")
     for work_type in work_types:
         wire.check_text("work_type", work_type)
     return list(work_types)
@@ -457,7 +457,7 @@ async def fail_work(
 @get(
     "/agents/{agent_id:uuid}/work/pending",
     summary="What the agent could claim now",
-    description="With `wait` > 0 (at most 30 s), waits for work when there is none yet.",
+    description=f"With `wait` > 0 (at most {MAX_WAIT:g} s), waits for work when there is none yet.",
     responses=problems(404),
 )
 async def pending_work(
@@ -484,7 +484,7 @@ async def pending_work(
     summary="Claim the next eligible work items",
     description=(
         "Claims up to `limit` items atomically, in claim order. With `wait` > 0 (at most "
-        "30 s) the request waits for work and returns as soon as some is claimed."
+        f"{MAX_WAIT:g} s) the request waits for work and returns as soon as some is claimed."
     ),
     responses=problems(404),
 )

@@ -26,8 +26,8 @@ from litestar.openapi.spec import Components, SecurityScheme, Server, Tag
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from workqueue_core.errors import WorkqueueError
-from workqueue_core.service import BrokerService
+from workqueue_core.domain.errors import WorkqueueError
+from workqueue_core.service.broker import BrokerService
 from workqueue_http import wire
 from workqueue_http.auth import Authenticator
 from workqueue_http.metrics import BrokerMetrics

@@ -23,8 +23,8 @@ from uuid import UUID
 
 import msgspec
 
-from workqueue_core.errors import InvalidInput
-from workqueue_core.models import (
+from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     Cursor,
@@ -33,13 +33,13 @@ from workqueue_core.models import (
     Failure,
     FailureClass,
     Stats,
+    SubmitRequest,
     Targeting,
     WorkItem,
     WorkStatus,
 )
-from workqueue_core.retry import Jitter, RetryPolicy
-from workqueue_core.selectors import LabelSelector
-from workqueue_core.service import SubmitRequest
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.domain.selectors import LabelSelector
 from workqueue_http.problems import Problem
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]

@@ -1,6 +1,6 @@
 """The in-memory store: the simplest correct implementation of ``Store``.
 
-It wraps ``workqueue_core.queue_state.QueueState`` (the reference semantics the
+It wraps ``workqueue_core.reference.store.ReferenceStore`` (the reference semantics the
 conformance suite compares every store with) for async callers, and wakes waiting
 claimers through an in-process notifier. Each operation runs without yielding to
 the event loop, so concurrent anyio tasks see it whole.
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from workqueue_core.errors import WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import WorkqueueError
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     ClaimToken,
@@ -29,9 +29,9 @@ from workqueue_core.models import (
     WorkQuery,
     quiet_outcomes,
 )
-from workqueue_core.notify import InProcessNotifier
 from workqueue_core.ports import RandomSource
-from workqueue_core.queue_state import QueueState
+from workqueue_core.reference.store import ReferenceStore
+from workqueue_core.service.notifier import InProcessNotifier
 
 
 class MemoryStore:
@@ -41,12 +41,12 @@ class MemoryStore:
         self,
         random_source: RandomSource | None = None,
         *,
-        state: QueueState | None = None,
+        state: ReferenceStore | None = None,
         notifier: InProcessNotifier | None = None,
     ) -> None:
         self.notifier = notifier or InProcessNotifier()
         if state is None:
-            state = QueueState(
+            state = ReferenceStore(
                 random_source or random.Random().random, on_pending=self.notifier.notify
             )
         else:

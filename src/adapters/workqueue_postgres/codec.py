@@ -2,7 +2,7 @@
 
 Rows read back were validated when they were written (by the core's models and
 the schema's CHECK constraints), so ``item_from`` builds items without running
-the models' validators again (``workqueue_core.stored``): on the claim and
+the models' validators again (``workqueue_core._stored``): on the claim and
 completion paths, validating a hundred items per batch cost more than the round
 trip.
 """
@@ -18,7 +18,8 @@ from uuid import UUID
 from psycopg.abc import Buffer
 from psycopg.types.json import Jsonb, JsonbBinaryLoader
 
-from workqueue_core.models import (
+from workqueue_core._stored import stored_item, stored_record
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     Event,
@@ -29,9 +30,8 @@ from workqueue_core.models import (
     WorkItem,
     WorkStatus,
 )
-from workqueue_core.retry import Jitter, RetryPolicy
-from workqueue_core.selectors import LabelSelector, Operator, Requirement
-from workqueue_core.stored import stored_item, stored_record
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.domain.selectors import LabelSelector, Operator, Requirement
 
 _US = timedelta(microseconds=1)
 _STATUS = {s.value: s for s in WorkStatus}

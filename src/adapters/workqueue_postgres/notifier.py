@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-from workqueue_core.notify import InProcessNotifier
+from workqueue_core.service.notifier import InProcessNotifier
 
 
 def channel_for(schema: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
-from workqueue_core.errors import SchemaMismatch, StoreUnavailable
+from workqueue_core.domain.errors import SchemaMismatch, StoreUnavailable
 from workqueue_postgres.errors import describe
 from workqueue_postgres.sql import quote_schema
 

@@ -2,7 +2,7 @@
 
 The hot paths (``submit``, ``claim_next``, ``complete``/``complete_many``) are single
 statements from ``workqueue_postgres.sql``, one round trip each, that agree with
-``workqueue_core.transitions``. Every other operation loads its row ``FOR UPDATE``
+``workqueue_core.domain.transitions``. Every other operation loads its row ``FOR UPDATE``
 in a transaction, applies the pure transition function and writes the result back
 with its event, so the rules live in one place. Time is always the caller's ``now``.
 """
@@ -24,8 +24,8 @@ import psycopg.errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from workqueue_core import callbacks, transitions
-from workqueue_core.errors import (
+from workqueue_core.domain import callbacks, transitions
+from workqueue_core.domain.errors import (
     AgentExists,
     InvalidInput,
     StoreUnavailable,
@@ -33,7 +33,7 @@ from workqueue_core.errors import (
     UnknownWork,
     WorkqueueError,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     ClaimToken,

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
-from workqueue_core.errors import InvalidInput
-from workqueue_core.models import (
+from workqueue_core._stored import stored_item, stored_record
+from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     Event,
@@ -26,9 +27,8 @@ from workqueue_core.models import (
     WorkItem,
     WorkStatus,
 )
-from workqueue_core.retry import Jitter, RetryPolicy
-from workqueue_core.selectors import LabelSelector, Operator, Requirement
-from workqueue_core.stored import stored_item, stored_record
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.domain.selectors import LabelSelector, Operator, Requirement
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -280,7 +280,7 @@ def load_item(row: Row, targetings: TargetingCache | None = None) -> WorkItem:
     """The WorkItem of a row selected with ``ITEM_SELECT`` (a prefix of ``RECORD_SELECT``).
 
     The row was validated when it was written, so the item is built without running
-    the model's validators again (``workqueue_core.stored``).
+    the model's validators again (``workqueue_core._stored``).
     """
     if targetings is None:
         targeting, policy = load_targeting(row[3]), load_policy(row[5])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-from workqueue_core.errors import SchemaMismatch
+from workqueue_core.domain.errors import SchemaMismatch
 
 # Columns shared by the queue and the log (see codec.ITEM_COLUMNS).
 _ITEM_COLUMNS = """

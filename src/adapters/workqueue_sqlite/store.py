@@ -4,7 +4,7 @@ Every operation is one SQLite transaction (``BEGIN IMMEDIATE`` when it writes)
 run on the store's single connection in a worker thread; a capacity limiter of one
 lets a single operation use the connection at a time. Inside the transaction the
 operation loads the rows it needs, applies the core's pure transition functions
-(the same calls, in the same order, as ``workqueue_core.queue_state.QueueState``)
+(the same calls, in the same order, as ``workqueue_core.reference.store.ReferenceStore``)
 and writes the result back, so the store agrees with the reference exactly.
 """
 
@@ -24,8 +24,8 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from workqueue_core import callbacks, transitions
-from workqueue_core.errors import (
+from workqueue_core.domain import callbacks, transitions
+from workqueue_core.domain.errors import (
     AgentExists,
     InvalidInput,
     SchemaMismatch,
@@ -34,7 +34,7 @@ from workqueue_core.errors import (
     UnknownWork,
     WorkqueueError,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     ClaimToken,
@@ -50,9 +50,9 @@ from workqueue_core.models import (
     WorkStatus,
     quiet_outcomes,
 )
-from workqueue_core.notify import InProcessNotifier
+from workqueue_core.domain.tokens import hashes_equal
 from workqueue_core.ports import RandomSource
-from workqueue_core.tokens import hashes_equal
+from workqueue_core.service.notifier import InProcessNotifier
 from workqueue_sqlite import codec
 from workqueue_sqlite.schema import apply_migrations, check_version
 

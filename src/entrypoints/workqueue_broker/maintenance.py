@@ -20,15 +20,11 @@ import attrs
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from workqueue_core.callbacks import (
-    CallbackPolicy,
-    CallbackPoster,
-    Outcome,
-    RecordEncoder,
-    deliver_due,
-)
-from workqueue_core.models import ExecutionRecord, WorkItem
-from workqueue_core.service import BrokerService
+from workqueue_core.domain.callbacks import CallbackPolicy, Outcome
+from workqueue_core.domain.models import ExecutionRecord, WorkItem
+from workqueue_core.ports.callbacks import CallbackPoster, RecordEncoder
+from workqueue_core.service.broker import BrokerService
+from workqueue_core.service.callbacks import deliver_due
 
 log = structlog.get_logger("workqueue.maintenance")
 

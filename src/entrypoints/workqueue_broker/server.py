@@ -32,8 +32,8 @@ from workqueue_broker.maintenance import (
     run_maintenance,
 )
 from workqueue_broker.stores import OpenedStore, open_store, parse_database_url
-from workqueue_core.errors import SchemaMismatch, StoreUnavailable
-from workqueue_core.service import BrokerService
+from workqueue_core.domain.errors import SchemaMismatch, StoreUnavailable
+from workqueue_core.service.broker import BrokerService
 from workqueue_http.callbacks import HttpxCallbackPoster, encode_record
 from workqueue_http.metrics import BrokerMetrics
 from workqueue_http.server import create_app

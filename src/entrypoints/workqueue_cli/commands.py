@@ -17,16 +17,16 @@ from uuid import UUID
 
 from workqueue_broker.config import parse_duration
 from workqueue_cli import render
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     AgentStatus,
     Cursor,
     LogQuery,
+    SubmitRequest,
     Targeting,
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import SubmitRequest
+from workqueue_core.domain.retry import RetryPolicy
 
 MAX_SPEC_READ = 64 * 1_048_576
 

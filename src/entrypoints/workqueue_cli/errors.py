@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from workqueue_broker.config import ConfigError
 from workqueue_cli.commands import UsageError
-from workqueue_core.errors import InvalidInput, StoreUnavailable, WorkqueueError
+from workqueue_core.domain.errors import InvalidInput, StoreUnavailable, WorkqueueError
 
 USAGE = 2
 FAILED = 1

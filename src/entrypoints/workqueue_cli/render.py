@@ -15,17 +15,17 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     Event,
     ExecutionRecord,
+    IssuedAgent,
     Stats,
     SubmitResult,
     Targeting,
     WorkItem,
 )
-from workqueue_core.selectors import LabelSelector
-from workqueue_core.service import IssuedAgent
+from workqueue_core.domain.selectors import LabelSelector
 
 _HIDDEN_FIELDS = frozenset({"token_hash"})
 

@@ -1,7 +1,7 @@
 """The store conformance suite: one stateful Hypothesis machine, run against any ``Store``.
 
 The machine drives the store under test and the reference semantics
-(``QueueState``) side by side with the same operations and the same ``now``. After
+(``ReferenceStore``) side by side with the same operations and the same ``now``. After
 each step it checks that both agree, and checks invariants 1–9 of DESIGN §2 on the
 store under test directly, from what it returns through its public port.
 
@@ -54,8 +54,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from workqueue_core.errors import LeaseLost, WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import LeaseLost, WorkqueueError
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     ClaimToken,
@@ -72,9 +72,9 @@ from workqueue_core.models import (
     WorkStatus,
     quiet_outcomes,
 )
+from workqueue_core.domain.replay import ReplayError, agrees, replay
 from workqueue_core.ports import Notifier, Store
-from workqueue_core.queue_state import QueueState
-from workqueue_core.replay import ReplayError, agrees, replay
+from workqueue_core.reference.store import ReferenceStore
 from workqueue_core.testing import strategies as wst
 from workqueue_core.testing.clock import EPOCH
 
@@ -174,7 +174,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         )
         self._wake_listener = self._reference_woke
         """One bound method object, shared (not copied) by every copy of the reference."""
-        self.model = QueueState(random_source=lambda: 0.0, on_pending=self._wake_listener)
+        self.model = ReferenceStore(random_source=lambda: 0.0, on_pending=self._wake_listener)
         notifier = getattr(self.store, "notifier", None)
         self.notifier: Notifier | None = notifier if isinstance(notifier, Notifier) else None
         self._woken = False
@@ -676,7 +676,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         expiry = _pick_or_none(data, sorted(leases), "now")
         if expiry is not None and jump:
             self.now = expiry
-        ops: list[tuple[str, Callable[[], Awaitable[Any]], Callable[[QueueState], Any]]] = [
+        ops: list[tuple[str, Callable[[], Awaitable[Any]], Callable[[ReferenceStore], Any]]] = [
             (
                 "sweep",
                 functools.partial(self.store.sweep, self.now, 1000),
@@ -770,11 +770,11 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def _explain_sweeps(
         self,
-        on_model: Callable[[QueueState], Any] | None,
+        on_model: Callable[[ReferenceStore], Any] | None,
         outcomes: Sequence[Outcome],
         swept: dict[UUID, Any],
         tried: list[tuple[bool, Outcome | None, dict[UUID, Any]]],
-    ) -> QueueState | None:
+    ) -> ReferenceStore | None:
         """The reference after the serial order that explains the store's outcome, if any."""
         for racer_first in (True, False) if on_model is not None else (True,):
             model, want_racer, want_swept = self._serially(on_model, racer_first)
@@ -787,8 +787,8 @@ class ConformanceMachine(RuleBasedStateMachine):
         return None
 
     def _serially(
-        self, racer: Callable[[QueueState], Any] | None, racer_first: bool
-    ) -> tuple[QueueState, Outcome | None, dict[UUID, Any]]:
+        self, racer: Callable[[ReferenceStore], Any] | None, racer_first: bool
+    ) -> tuple[ReferenceStore, Outcome | None, dict[UUID, Any]]:
         """On a copy of the reference: the racer, then one full sweep (or the other way)."""
         model = copy.deepcopy(self.model, {id(self._wake_listener): self._wake_listener})
         want_racer: Outcome | None = None

@@ -9,7 +9,7 @@ from uuid import UUID
 import anyio
 import attrs
 
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     Completion,
     Cursor,

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from hypothesis import strategies as st
 
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     Failure,
@@ -25,8 +25,8 @@ from workqueue_core.models import (
     WorkItem,
     WorkStatus,
 )
-from workqueue_core.retry import Jitter, RetryPolicy
-from workqueue_core.selectors import LabelSelector, Operator, Requirement
+from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.domain.selectors import LabelSelector, Operator, Requirement
 from workqueue_core.testing.clock import EPOCH
 
 LABEL_KEYS = ("zone", "gpu", "arch", "tier", "example.com/team")

@@ -17,7 +17,7 @@ import attrs
 import uvicorn
 from litestar import Litestar
 
-from workqueue_core.service import BrokerService
+from workqueue_core.service.broker import BrokerService
 from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
 from workqueue_http.server import create_app
 from workqueue_memory import MemoryStore

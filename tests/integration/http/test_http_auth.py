@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from integration.http.support import ADMIN_TOKEN, Broker, admin_headers
-from workqueue_core.errors import NotClaimOwner, NotEligible
-from workqueue_core.models import WorkStatus
+from workqueue_core.domain.errors import NotClaimOwner, NotEligible
+from workqueue_core.domain.models import WorkStatus
 from workqueue_http.client import AuthError, BrokerClient
 from workqueue_http.problems import PROBLEM_BASE
 

@@ -8,9 +8,17 @@ import httpx
 import pytest
 
 from integration.http.support import ADMIN_TOKEN, Broker, admin_headers, serve
-from workqueue_core.errors import InvalidInput, StoreUnavailable
-from workqueue_core.models import SubmitResult, Targeting, WorkItem, WorkQuery, WorkStatus
-from workqueue_core.service import MAX_BATCH, BrokerService, SubmitRequest
+from workqueue_core.domain.errors import InvalidInput, StoreUnavailable
+from workqueue_core.domain.limits import MAX_BATCH
+from workqueue_core.domain.models import (
+    SubmitRequest,
+    SubmitResult,
+    Targeting,
+    WorkItem,
+    WorkQuery,
+    WorkStatus,
+)
+from workqueue_core.service.broker import BrokerService
 from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
 from workqueue_http.client import BrokerClient
 from workqueue_http.server import create_app

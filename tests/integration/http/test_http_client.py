@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from integration.http.support import ADMIN_TOKEN, Broker, new_service, serve
-from workqueue_core.errors import (
+from workqueue_core.domain.errors import (
     AgentExists,
     BudgetSpent,
     InvalidInput,
@@ -31,8 +31,8 @@ from workqueue_core.errors import (
     WorkCancelled,
     WorkqueueError,
 )
-from workqueue_core.models import ClaimToken, Failure, Targeting, WorkItem
-from workqueue_core.service import BrokerService, SubmitRequest
+from workqueue_core.domain.models import ClaimToken, Failure, SubmitRequest, Targeting, WorkItem
+from workqueue_core.service.broker import BrokerService
 from workqueue_core.testing import FakeClock
 from workqueue_http.client import BrokerClient, BrokerError, BrokerUnreachable
 from workqueue_http.problems import Problem, error_for_problem, problem_for_error

@@ -9,21 +9,21 @@ import httpx
 import pytest
 
 from integration.http.support import BUILD_WORK, Broker, admin_headers
-from workqueue_core.errors import LeaseLost, NotClaimable, WorkCancelled
-from workqueue_core.models import (
+from workqueue_core.domain.errors import LeaseLost, NotClaimable, WorkCancelled
+from workqueue_core.domain.models import (
     AgentStatus,
     ClaimToken,
     Completion,
     ExecutionRecord,
     Failure,
     LogQuery,
+    SubmitRequest,
     Targeting,
     WorkItem,
     WorkQuery,
     WorkStatus,
 )
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.service import SubmitRequest
+from workqueue_core.domain.retry import RetryPolicy
 from workqueue_http.client import BrokerClient
 
 pytestmark = pytest.mark.anyio
@@ -259,7 +259,7 @@ async def test_listing_pages_with_a_cursor(admin: BrokerClient, broker: Broker) 
         ids.append((await admin.submit(work(Targeting.everyone()))).item.id)
     first = await admin.list_work(WorkQuery(limit=2))
     assert [i.id for i in first] == ids[:2]
-    from workqueue_core.models import Cursor
+    from workqueue_core.domain.models import Cursor
 
     rest = await admin.list_work(
         WorkQuery(limit=10, after=Cursor(first[-1].created_at, first[-1].id))

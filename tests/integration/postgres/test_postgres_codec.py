@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import attrs
 
-from workqueue_core.models import ExecutionRecord, Failure, Targeting, WorkItem, WorkStatus
+from workqueue_core.domain.models import ExecutionRecord, Failure, Targeting, WorkItem, WorkStatus
 from workqueue_postgres import codec
 
 

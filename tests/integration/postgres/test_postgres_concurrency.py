@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from pg_support import PG_DSN, connect, temporary_schema
-from workqueue_core.models import Agent, Completion, Targeting, WorkItem, WorkStatus
+from workqueue_core.domain.models import Agent, Completion, Targeting, WorkItem, WorkStatus
 from workqueue_core.testing.clock import EPOCH, SequentialIds
 from workqueue_postgres import PostgresStore
 

@@ -7,8 +7,8 @@ import socket
 import pytest
 
 from pg_support import connect, fresh_postgres_store
-from workqueue_core.errors import StoreUnavailable
-from workqueue_core.models import Agent, Completion, Targeting, WorkItem, WorkStatus
+from workqueue_core.domain.errors import StoreUnavailable
+from workqueue_core.domain.models import Agent, Completion, Targeting, WorkItem, WorkStatus
 from workqueue_core.testing.clock import EPOCH, SequentialIds
 from workqueue_postgres import PostgresStore
 

@@ -9,7 +9,7 @@ import pytest
 from psycopg import sql
 
 from pg_support import PG_DSN, connect, temporary_schema
-from workqueue_core.errors import SchemaMismatch
+from workqueue_core.domain.errors import SchemaMismatch
 from workqueue_postgres import LATEST_VERSION, PostgresStore, migrate
 
 pytestmark = pytest.mark.anyio

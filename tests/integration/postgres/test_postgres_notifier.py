@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from pg_support import PG_DSN, fresh_postgres_store
-from workqueue_core.models import Agent, Targeting, WorkItem, WorkStatus
+from workqueue_core.domain.models import Agent, Targeting, WorkItem, WorkStatus
 from workqueue_core.testing.clock import EPOCH, SequentialIds
 from workqueue_postgres import PostgresStore
 

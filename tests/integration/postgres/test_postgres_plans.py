@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from pg_support import connect, fresh_postgres_store
-from workqueue_core.models import Agent, Completion, Targeting, WorkItem
+from workqueue_core.domain.models import Agent, Completion, Targeting, WorkItem
 from workqueue_core.testing.clock import EPOCH, SequentialIds
 from workqueue_postgres import PostgresStore
 

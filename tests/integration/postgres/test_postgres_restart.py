@@ -17,8 +17,8 @@ import pytest
 from psycopg import sql
 
 from pg_support import PG_DSN, connect, temporary_schema
-from workqueue_core.errors import StoreUnavailable
-from workqueue_core.models import (
+from workqueue_core.domain.errors import StoreUnavailable
+from workqueue_core.domain.models import (
     Agent,
     ClaimToken,
     Completion,

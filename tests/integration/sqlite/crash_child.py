@@ -13,7 +13,7 @@ from uuid import UUID
 
 import anyio
 
-from workqueue_core.models import Completion, ExecutionRecord
+from workqueue_core.domain.models import Completion, ExecutionRecord
 from workqueue_core.testing import EPOCH
 from workqueue_sqlite import SqliteStore
 

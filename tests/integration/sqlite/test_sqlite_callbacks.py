@@ -10,9 +10,9 @@ from pathlib import Path
 import attrs
 import pytest
 
-from workqueue_core.callbacks import CALLBACK_ACTOR
-from workqueue_core.errors import SchemaMismatch
-from workqueue_core.models import (
+from workqueue_core.domain.callbacks import CALLBACK_ACTOR
+from workqueue_core.domain.errors import SchemaMismatch
+from workqueue_core.domain.models import (
     Agent,
     ClaimToken,
     ExecutionRecord,

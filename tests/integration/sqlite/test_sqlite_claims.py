@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workqueue_core.errors import InvalidInput
-from workqueue_core.models import Agent, AgentStatus, Targeting, WorkItem, WorkStatus
+from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.models import Agent, AgentStatus, Targeting, WorkItem, WorkStatus
 from workqueue_core.testing import EPOCH, SequentialIds, assert_clean_drain, drain_concurrently
 from workqueue_sqlite import SqliteStore
 

@@ -19,7 +19,7 @@ import pytest
 
 import workqueue_core
 import workqueue_sqlite
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     ClaimToken,
     Cursor,
@@ -51,7 +51,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-async def _all_logged(store: SqliteStore) -> list[workqueue_core.models.ExecutionRecord]:
+async def _all_logged(store: SqliteStore) -> list[workqueue_core.domain.models.ExecutionRecord]:
     records = []
     query = LogQuery(limit=500)
     while True:
@@ -183,7 +183,7 @@ async def test_sigkill_during_claim_complete_load_loses_nothing_acknowledged(
         due = later + timedelta(hours=2)  # after every swept item's retry delay
         while got := await store.claim_next(agents[0], due, None, 100):
             await store.complete_many(
-                [workqueue_core.models.Completion(i.token, agents[0]) for i in got], due
+                [workqueue_core.domain.models.Completion(i.token, agents[0]) for i in got], due
             )
         await _check_consistent(store, all_ids, acked, set(agents))
         assert not await _all_queued(store)
@@ -244,5 +244,5 @@ async def test_everything_survives_close_and_reopen(tmp_path: Path) -> None:
         assert not again.created
         assert again.item == record
         # A stale token from before the reopen is still refused.
-        with pytest.raises(workqueue_core.errors.LeaseLost):
+        with pytest.raises(workqueue_core.domain.errors.LeaseLost):
             await store.heartbeat(ClaimToken(second.id, second.attempt), agent.id, now)

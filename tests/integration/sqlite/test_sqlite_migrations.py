@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workqueue_core.errors import SchemaMismatch, StoreUnavailable
-from workqueue_core.models import Targeting, WorkItem
+from workqueue_core.domain.errors import SchemaMismatch, StoreUnavailable
+from workqueue_core.domain.models import Targeting, WorkItem
 from workqueue_core.testing import EPOCH, SequentialIds
 from workqueue_sqlite import SCHEMA_VERSION, SqliteStore, migrate
 

@@ -7,10 +7,10 @@ a batch/v1 Job, ...); the controller reconciles it and writes its status.
 structural schema without ``x-kubernetes-preserve-unknown-fields``: an unknown field in
 ``spec``, ``status`` or a condition is an error.  Every violation is a ``SpecError`` whose
 ``path`` names the field (``spec.maxRetries``, ``spec.template.spec.output.image``).
-Template contents are free-form apart from the checks in ``workqueue_core.templates``:
+Template contents are free-form apart from the checks in ``workqueue_core.work.templates``:
 generic ones (apiVersion, kind, metadata) and the work type's validator in a
 ``TemplateValidators`` registry.  Name and shape rules come from
-``workqueue_core.k8s_shapes``.
+``workqueue_core.work.k8s_shapes``.
 
 Templates: ``spec.template`` is one object (the seed's form) or a list of objects
 (Shipwright needs a Build and a BuildRun).  Both are normalised to ``WorkSpec.templates``,
@@ -29,8 +29,8 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.errors import SpecError
-from workqueue_core.k8s_shapes import (
+from workqueue_core.domain.errors import SpecError
+from workqueue_core.work.k8s_shapes import (
     DNS_SUBDOMAIN,
     QUALIFIED_NAME_PART,
     Check,
@@ -53,7 +53,7 @@ from workqueue_core.k8s_shapes import (
     str_dict,
     string_check,
 )
-from workqueue_core.spec_codec import (
+from workqueue_core.work.safe_yaml import (
     DEFAULT_YAML_LIMITS,
     YamlLimits,
     child_path,
@@ -61,7 +61,7 @@ from workqueue_core.spec_codec import (
     dump_yaml,
     load_json_compatible_mapping,
 )
-from workqueue_core.templates import (
+from workqueue_core.work.templates import (
     DEFAULT_VALIDATORS,
     TemplateValidators,
     check_template_objects,

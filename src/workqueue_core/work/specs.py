@@ -8,8 +8,8 @@ Every other work type's spec is opaque text, checked only for size.
 
 from __future__ import annotations
 
-from workqueue_core.errors import SpecError
-from workqueue_core.work_resource import DEFAULT_VALIDATORS, TemplateValidators, WorkResource
+from workqueue_core.domain.errors import SpecError
+from workqueue_core.work.resource import DEFAULT_VALIDATORS, TemplateValidators, WorkResource
 
 
 def validate_spec(

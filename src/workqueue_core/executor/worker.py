@@ -34,17 +34,15 @@ from __future__ import annotations
 
 import logging
 import math
-import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Protocol
 from uuid import UUID
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
-from workqueue_core.errors import (
+from workqueue_core.domain.errors import (
     BudgetSpent,
     InvalidInput,
     LeaseLost,
@@ -53,17 +51,16 @@ from workqueue_core.errors import (
     UnknownWork,
     WorkqueueError,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.limits import MAX_BATCH, MAX_RESULT_BYTES
+from workqueue_core.domain.models import (
     BUDGET_SPENT,
-    Agent,
     ClaimToken,
     Completion,
     ExecutionRecord,
     Failure,
     WorkItem,
 )
-from workqueue_core.service import MAX_BATCH, MAX_RESULT_BYTES, IssuedAgent
-from workqueue_core.worker_handlers import (
+from workqueue_core.executor.handlers import (
     Classifier,
     Handler,
     HandlerEntry,
@@ -76,8 +73,9 @@ from workqueue_core.worker_handlers import (
     clean_failure,
     default_classify,
 )
-from workqueue_core.worker_reports import CompletionReporter, ReportPolicy, call_with_retries
-from workqueue_core.worker_tasks import HandlerTasks, require_asyncio
+from workqueue_core.executor.reports import CompletionReporter, ReportPolicy, call_with_retries
+from workqueue_core.executor.tasks import HandlerTasks, require_asyncio
+from workqueue_core.ports.agent import WorkSource
 
 __all__ = [
     "SHUTDOWN",
@@ -86,12 +84,10 @@ __all__ = [
     "Job",
     "PermanentError",
     "RetryableError",
-    "WorkSource",
     "Worker",
     "WorkerOptions",
     "WorkerStats",
     "heartbeat_period",
-    "run_until_signalled",
 ]
 
 log = logging.getLogger("workqueue.worker")
@@ -114,67 +110,6 @@ not hold as a long-poll (``claim_wait`` 0, or a broker that is shutting down).""
 
 INVALID_RESULT = "InvalidResult"
 NO_HANDLER = "NoHandler"
-
-
-class WorkSource(Protocol):
-    """The broker as a worker sees it: the agent-side methods of ``BrokerService``."""
-
-    async def register_agent(
-        self,
-        name: str,
-        labels: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
-    ) -> IssuedAgent:
-        """Register an agent; its token is shown once."""
-        ...
-
-    async def claim_next(
-        self,
-        agent_id: UUID,
-        work_types: Sequence[str] | None = None,
-        limit: int = 1,
-        wait: float = 0.0,
-    ) -> list[WorkItem]:
-        """Claim up to ``limit`` items, waiting up to ``wait`` seconds for some."""
-        ...
-
-    async def heartbeat(
-        self, token: ClaimToken, agent_id: UUID, local_retries: int = 0
-    ) -> WorkItem:
-        """Extend a claim's lease; LeaseLost / WorkCancelled say stop."""
-        ...
-
-    async def complete(
-        self,
-        token: ClaimToken,
-        agent_id: UUID,
-        result: str | None = None,
-        local_retries: int = 0,
-    ) -> ExecutionRecord:
-        """Record success (idempotent per token)."""
-        ...
-
-    async def complete_many(
-        self, completions: Sequence[Completion]
-    ) -> list[ExecutionRecord | WorkqueueError]:
-        """Record several successes; each entry succeeds or fails on its own."""
-        ...
-
-    async def complete_many_quiet(
-        self, completions: Sequence[Completion]
-    ) -> list[WorkqueueError | None]:
-        """As ``complete_many``, answering ``None`` for each completed entry (no records)."""
-        ...
-
-    async def fail(
-        self, token: ClaimToken, agent_id: UUID, failure: Failure, local_retries: int = 0
-    ) -> WorkItem | ExecutionRecord:
-        """Record a failed attempt; the broker decides retry or dead letter."""
-        ...
-
-    async def agent_heartbeat(self, agent_id: UUID) -> Agent:
-        """Record that the agent is alive."""
-        ...
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -710,39 +645,3 @@ def _checked_result(result: object) -> Outcome:
             INVALID_RESULT, f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}"
         )
     return Success(result)
-
-
-async def run_until_signalled(
-    worker: Worker,
-    signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
-    *,
-    task_status: TaskStatus[UUID] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run ``worker`` in a process: the first signal stops it gracefully, a second at once.
-
-    For the entrypoint of a worker process (it installs signal handlers, so it
-    must run in the main thread). With ``task_group.start`` it returns the agent
-    id once the signal handlers are in place and the worker is claiming.
-    """
-    async with anyio.create_task_group() as tg:
-
-        async def watch(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-            with anyio.open_signal_receiver(*signals) as received:
-                task_status.started()
-                async for signum in received:
-                    if worker.stopping:
-                        log.warning("signal %s again: stopping at once", signum)
-                        tg.cancel_scope.cancel()
-                        return
-                    log.info("signal %s: stopping gracefully", signum)
-                    worker.stop()
-
-        async def run(*, task_status: TaskStatus[UUID] = anyio.TASK_STATUS_IGNORED) -> None:
-            try:
-                await worker.run(task_status=task_status)
-            finally:
-                tg.cancel_scope.cancel()
-
-        await tg.start(watch)
-        agent_id = await tg.start(run)
-        task_status.started(agent_id)

@@ -23,8 +23,8 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
-from workqueue_core.errors import SpecError
-from workqueue_core.spec_codec import child_path, describe_type, plain_json
+from workqueue_core.domain.errors import SpecError
+from workqueue_core.work.safe_yaml import child_path, describe_type, plain_json
 
 __all__ = [
     "DNS_LABEL",

@@ -7,8 +7,8 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.errors import WorkqueueError
-from workqueue_core.models import Event, ExecutionRecord, WorkItem, WorkStatus
+from workqueue_core.domain.errors import WorkqueueError
+from workqueue_core.domain.models import Event, ExecutionRecord, WorkItem, WorkStatus
 
 
 class ReplayError(WorkqueueError):

@@ -24,9 +24,9 @@ from typing import Final, TypeAlias
 
 import attrs
 
-from workqueue_core.errors import SpecError
-from workqueue_core.k8s_shapes import (
-    DNS_LABEL,
+from workqueue_core.domain.errors import SpecError
+from workqueue_core.domain.limits import work_type_problem
+from workqueue_core.work.k8s_shapes import (
     DNS_SUBDOMAIN,
     ArraySchema,
     BooleanSchema,
@@ -44,7 +44,7 @@ from workqueue_core.k8s_shapes import (
     required_field,
     string_check,
 )
-from workqueue_core.spec_codec import child_path
+from workqueue_core.work.safe_yaml import child_path
 
 __all__ = [
     "BUILD_STRATEGY_KINDS",
@@ -166,13 +166,10 @@ def check_template_objects(templates: Sequence[Mapping[str, object]]) -> None:
 
 
 def check_work_type(value: str, path: str) -> None:
-    """A work type (a registry key, ``spec.workType``): a DNS-1123 label of 1-50 characters."""
-    if not 1 <= len(value) <= 50 or not DNS_LABEL.fullmatch(value):
-        raise SpecError(
-            f"work type {value!r} must be 1-50 lowercase letters, digits and '-',"
-            " starting and ending with a letter or digit",
-            path,
-        )
+    """A work type (a registry key, ``spec.workType``): see ``limits.work_type_problem``."""
+    problem = work_type_problem(value)
+    if problem is not None:
+        raise SpecError(problem, path)
 
 
 def _read_only_validators(

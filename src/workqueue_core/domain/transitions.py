@@ -13,7 +13,7 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.errors import (
+from workqueue_core.domain.errors import (
     BudgetSpent,
     InvalidTransition,
     LeaseLost,
@@ -24,7 +24,7 @@ from workqueue_core.errors import (
     UnknownWork,
     WorkCancelled,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     BUDGET_SPENT,
     LEASE_EXPIRED,
     Agent,

@@ -1,6 +1,6 @@
 """The whole state of a queue in plain dictionaries, driven by the transition functions.
 
-``QueueState`` is the reference semantics of a store: the in-memory store wraps it
+``ReferenceStore`` is the reference semantics of a store: the in-memory store wraps it
 for async callers, and the conformance suite uses it as the model that every other
 store is compared with. It does no I/O and reads no clock.
 """
@@ -13,15 +13,15 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core import callbacks, transitions
-from workqueue_core.errors import (
+from workqueue_core.domain import callbacks, transitions
+from workqueue_core.domain.errors import (
     AgentExists,
     InvalidInput,
     UnknownAgent,
     UnknownWork,
     WorkqueueError,
 )
-from workqueue_core.models import (
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     ClaimToken,
@@ -36,8 +36,8 @@ from workqueue_core.models import (
     WorkQuery,
     WorkStatus,
 )
+from workqueue_core.domain.tokens import hashes_equal
 from workqueue_core.ports import RandomSource
-from workqueue_core.tokens import hashes_equal
 
 
 def _check_limit(limit: int) -> None:
@@ -45,7 +45,7 @@ def _check_limit(limit: int) -> None:
         raise InvalidInput(f"limit must be >= 1, got {limit}")
 
 
-class QueueState:
+class ReferenceStore:
     """Queue, log, events and agents in dictionaries; every method is one atomic step."""
 
     def __init__(

@@ -9,31 +9,28 @@ the attempts are visible where every other step of the item is.
 
 Delivery is at least once: a broker that dies between the POST and the record
 posts again after the lease; receivers deduplicate on the work id (and its
-``attempt``, which a requeue raises). The first part of this module is the pure
-state rules the stores share; the second is the delivery loop.
+``attempt``, which a requeue raises). This module holds the pure state rules the
+stores share and the decision of each attempt; the delivery loop is in
+``workqueue_core.service.callbacks``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
-import anyio
 import attrs
 
-from workqueue_core.errors import (
+from workqueue_core.domain.errors import (
     InvalidInput,
     InvalidTransition,
-    NotFound,
-    StateConflict,
     UnknownWork,
     WorkqueueError,
 )
-from workqueue_core.models import Event, ExecutionRecord, WorkItem
-from workqueue_core.ports import Clock, WorkStore
-from workqueue_core.retry import Jitter, RetryPolicy
+from workqueue_core.domain.models import Event, ExecutionRecord, WorkItem
+from workqueue_core.domain.retry import Jitter, RetryPolicy
 
 CALLBACK_ACTOR = "callback"
 """The actor of delivery-attempt events."""
@@ -144,22 +141,6 @@ class CallbackTransportError(WorkqueueError):
     code = "callback-transport"
 
 
-class CallbackPoster(Protocol):
-    """Sends one callback; the HTTP adapter implements it."""
-
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> int:
-        """POST ``body`` to ``url`` and return the status; follows no redirect.
-
-        Raises ``CallbackTransportError`` when no status came back within ``timeout``
-        seconds. The message must not contain the URL's credentials.
-        """
-        ...
-
-
-RecordEncoder = Callable[[ExecutionRecord], bytes]
-"""The JSON body of a callback: the record as the API returns it for ``GET /work/{id}``."""
-
-
 def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
         raise InvalidInput(f"{attribute.name} must be positive, got {value}")
@@ -253,75 +234,3 @@ def outcome_of(
     else:
         detail = f"callback failed: {what} (attempt {attempt}); retry at {retry_at.isoformat()}"
     return Outcome(record.id, attempt, False, retry_at, detail)
-
-
-async def deliver_one(
-    store: WorkStore,
-    poster: CallbackPoster,
-    clock: Clock,
-    policy: CallbackPolicy,
-    encode: RecordEncoder,
-    record: ExecutionRecord,
-) -> Outcome | None:
-    """POST one record once and record the outcome; None if the item moved on meanwhile."""
-    url = record.item.callback_url
-    if url is None:  # pragma: no cover - the store returns only records with a URL
-        return None
-    attempt = delivery_attempts(await store.events(record.id)) + 1
-    status: int | None = None
-    error = ""
-    try:
-        status = await poster.post(
-            url, encode(record), callback_headers(record, attempt), policy.timeout
-        )
-    except CallbackTransportError as failure:
-        error = str(failure)
-    now = clock.now()
-    outcome = outcome_of(record, attempt, status, error, policy, now)
-    try:
-        await store.record_callback(
-            record.id,
-            now,
-            delivered=outcome.delivered,
-            detail=outcome.detail,
-            retry_at=outcome.retry_at,
-            finished_at=record.finished_at,
-        )
-    except (StateConflict, NotFound):
-        return None  # requeued, pruned or recorded by another broker since it was taken
-    return outcome
-
-
-async def deliver_due(
-    store: WorkStore,
-    poster: CallbackPoster,
-    clock: Clock,
-    policy: CallbackPolicy,
-    encode: RecordEncoder,
-    limit: int = 100,
-    on_outcome: Callable[[Outcome], None] | None = None,
-) -> int:
-    """Post due callbacks once each (up to ``limit``), ``policy.concurrency`` at a time.
-
-    Records are taken (leased) only as many at a time as are posted at once, so a
-    slow receiver never keeps a taken record waiting past its lease for a free
-    slot. Returns how many attempts were made. Each outcome is recorded on the
-    item's timeline and, when ``on_outcome`` is given, reported to it (logs, metrics).
-    """
-
-    async def one(record: ExecutionRecord) -> None:
-        outcome = await deliver_one(store, poster, clock, policy, encode, record)
-        if outcome is not None and on_outcome is not None:
-            on_outcome(outcome)
-
-    attempted = 0
-    while attempted < limit:
-        chunk = min(policy.concurrency, limit - attempted)
-        records = await store.callbacks_due(clock.now(), chunk, policy.lease)
-        async with anyio.create_task_group() as group:
-            for record in records:
-                group.start_soon(one, record)
-        attempted += len(records)
-        if len(records) < chunk:
-            break
-    return attempted

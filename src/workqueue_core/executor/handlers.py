@@ -13,9 +13,9 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.errors import InvalidInput
-from workqueue_core.models import Failure, WorkItem
-from workqueue_core.service import MAX_MESSAGE_BYTES, MAX_REASON_CHARS, WORK_TYPE_RE
+from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.limits import MAX_MESSAGE_BYTES, MAX_REASON_CHARS, work_type_problem
+from workqueue_core.domain.models import Failure, WorkItem
 
 __all__ = [
     "Classifier",
@@ -189,10 +189,9 @@ class Handlers:
 
     def register(self, work_type: str, fn: Handler, *, timeout: float | None = None) -> None:
         """Run ``fn`` for items of ``work_type``; ``timeout`` bounds each attempt (seconds)."""
-        if not isinstance(work_type, str) or not WORK_TYPE_RE.match(work_type):
-            raise InvalidInput(f"invalid work type {work_type!r}")
-        if len(work_type) > 50:
-            raise InvalidInput("a work type has at most 50 characters")
+        problem = work_type_problem(work_type)
+        if problem is not None:
+            raise InvalidInput(problem)
         if work_type in self._entries:
             raise InvalidInput(f"a handler for {work_type!r} is already registered")
         if not callable(fn):

@@ -39,7 +39,7 @@ from yaml.events import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from workqueue_core.errors import SpecError, SpecTooLarge
+from workqueue_core.domain.errors import SpecError, SpecTooLarge
 
 __all__ = [
     "DEFAULT_YAML_LIMITS",

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from workqueue_core.models import ExecutionRecord, WorkItem
+from workqueue_core.domain.models import ExecutionRecord, WorkItem
 
 __all__ = ["FAST_ITEMS", "FAST_RECORDS", "ITEM_FIELDS", "stored_item", "stored_record"]
 

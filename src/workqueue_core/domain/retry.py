@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from workqueue_core.errors import InvalidInput
+from workqueue_core.domain.errors import InvalidInput
 
 
 class Jitter(enum.Enum):

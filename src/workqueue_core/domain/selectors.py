@@ -16,7 +16,7 @@ from typing import Final
 
 import attrs
 
-from workqueue_core.errors import SelectorError
+from workqueue_core.domain.errors import SelectorError
 
 __all__ = [
     "MAX_REQUIREMENTS",

@@ -18,8 +18,8 @@ from typing import Generic, Protocol, TypeVar
 import anyio
 import attrs
 
-from workqueue_core.errors import StoreUnavailable, WorkqueueError
-from workqueue_core.models import Completion
+from workqueue_core.domain.errors import StoreUnavailable, WorkqueueError
+from workqueue_core.domain.models import Completion
 
 __all__ = ["CompletionReporter", "ReportPolicy", "call_with_retries"]
 

@@ -10,9 +10,9 @@ from uuid import UUID
 
 import attrs
 
-from workqueue_core.errors import InvalidInput, LabelError, SelectorError, WorkqueueError
-from workqueue_core.retry import RetryPolicy
-from workqueue_core.selectors import LabelSelector, validate_labels
+from workqueue_core.domain.errors import InvalidInput, LabelError, SelectorError, WorkqueueError
+from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.domain.selectors import LabelSelector, validate_labels
 
 __all__ = [
     "Agent",
@@ -24,9 +24,11 @@ __all__ = [
     "ExecutionRecord",
     "Failure",
     "FailureClass",
+    "IssuedAgent",
     "LogQuery",
     "RetryPolicy",
     "Stats",
+    "SubmitRequest",
     "SubmitResult",
     "Targeting",
     "WorkItem",
@@ -360,3 +362,29 @@ class Stats:
     def total(self, status: WorkStatus | None = None) -> int:
         """Items in ``status``, or all items."""
         return sum(n for (_, s), n in self.counts.items() if status is None or s is status)
+
+
+@attrs.frozen
+class SubmitRequest:
+    """What a submitter gives; the service adds id, time and queue state."""
+
+    work_type: str
+    spec: str
+    targeting: Targeting
+    retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    claim_timeout: timedelta = timedelta(seconds=3600)
+    priority: int = 0
+    not_before: datetime | None = None
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    callback_url: str | None = None
+    requires_approval: bool = False
+
+
+@attrs.frozen
+class IssuedAgent:
+    """A newly registered agent and its token, shown this once and stored only hashed."""
+
+    agent: Agent
+    token: str = attrs.field(repr=False)

@@ -1,18 +1,20 @@
-"""Ports: what the core needs from the outside world, as Protocols.
+"""Store ports: the queue, the execution log, the event timeline and the agent registry.
 
-Every store operation takes ``now`` from the caller and is atomic: it happens
-whole, with its events, or not at all.
+``WorkStore`` is split by who uses each operation: agents (``ClaimStore``), producers and
+admins (``AdminStore``), maintenance (``MaintenanceStore``) and readers (``QueryStore``).
+Every operation takes ``now`` from the caller and is atomic: it happens whole, with its
+events, or not at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
-from workqueue_core.errors import WorkqueueError
-from workqueue_core.models import (
+from workqueue_core.domain.errors import WorkqueueError
+from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
     ClaimToken,
@@ -27,47 +29,20 @@ from workqueue_core.models import (
     WorkQuery,
 )
 
-RandomSource = Callable[[], float]
-"""Returns a float in ``[0, 1)``; drives retry jitter."""
-
-IdSource = Callable[[], UUID]
-"""Returns a new unique id."""
-
-TokenSource = Callable[[], str]
-"""Returns a new high-entropy secret (an agent token)."""
-
-
-class Clock(Protocol):
-    """Where the current time comes from."""
-
-    def now(self) -> datetime:
-        """The current time, timezone-aware."""
-        ...
+__all__ = [
+    "AdminStore",
+    "AgentRegistry",
+    "ClaimStore",
+    "MaintenanceStore",
+    "QueryStore",
+    "Store",
+    "WorkStore",
+]
 
 
 @runtime_checkable
-class WorkStore(Protocol):
-    """The queue, the execution log and the event timeline of work items."""
-
-    async def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
-        """Store a new PENDING or HELD item, or return the item its idempotency key names."""
-        ...
-
-    async def get(self, work_id: UUID) -> WorkItem | None:
-        """The queued item, or None when it is not in the queue."""
-        ...
-
-    async def get_record(self, work_id: UUID) -> ExecutionRecord | None:
-        """The log record, or None when the item is not in the log."""
-        ...
-
-    async def query(self, query: WorkQuery) -> list[WorkItem]:
-        """Queued items matching the filters, by (created_at, id)."""
-        ...
-
-    async def query_log(self, query: LogQuery) -> list[ExecutionRecord]:
-        """Log records matching the filters, by (finished_at, id)."""
-        ...
+class ClaimStore(Protocol):
+    """The agent side: what claiming, heartbeating and reporting agents do."""
 
     async def pending_for(
         self,
@@ -135,6 +110,15 @@ class WorkStore(Protocol):
         """Record a failed attempt: back to PENDING after backoff, or FAILED in the log."""
         ...
 
+
+@runtime_checkable
+class AdminStore(Protocol):
+    """The producer and admin side: submitting and steering items."""
+
+    async def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
+        """Store a new PENDING or HELD item, or return the item its idempotency key names."""
+        ...
+
     async def cancel(
         self, work_id: UUID, actor: str, now: datetime, reason: str = ""
     ) -> ExecutionRecord:
@@ -149,16 +133,17 @@ class WorkStore(Protocol):
         """Return a FAILED item from the log to the queue with a fresh budget."""
         ...
 
+
+@runtime_checkable
+class MaintenanceStore(Protocol):
+    """Maintenance: expired leases, retention and completion callbacks."""
+
     async def sweep(self, now: datetime, limit: int = 1000) -> list[WorkItem | ExecutionRecord]:
         """Fail expired leases as retryable; returns the resulting states."""
         ...
 
     async def prune(self, before: datetime, limit: int = 10_000) -> int:
         """Delete log records (and their events) finished before ``before``."""
-        ...
-
-    async def events(self, work_id: UUID) -> list[Event]:
-        """The item's timeline, oldest first."""
         ...
 
     async def callbacks_due(
@@ -198,9 +183,39 @@ class WorkStore(Protocol):
         """
         ...
 
+
+@runtime_checkable
+class QueryStore(Protocol):
+    """Reads: items, log records, timelines and counts."""
+
+    async def get(self, work_id: UUID) -> WorkItem | None:
+        """The queued item, or None when it is not in the queue."""
+        ...
+
+    async def get_record(self, work_id: UUID) -> ExecutionRecord | None:
+        """The log record, or None when the item is not in the log."""
+        ...
+
+    async def query(self, query: WorkQuery) -> list[WorkItem]:
+        """Queued items matching the filters, by (created_at, id)."""
+        ...
+
+    async def query_log(self, query: LogQuery) -> list[ExecutionRecord]:
+        """Log records matching the filters, by (finished_at, id)."""
+        ...
+
+    async def events(self, work_id: UUID) -> list[Event]:
+        """The item's timeline, oldest first."""
+        ...
+
     async def stats(self) -> Stats:
         """Counts by work type and status."""
         ...
+
+
+@runtime_checkable
+class WorkStore(ClaimStore, AdminStore, MaintenanceStore, QueryStore, Protocol):
+    """The queue, the execution log and the event timeline of work items."""
 
 
 @runtime_checkable
@@ -243,24 +258,3 @@ class AgentRegistry(Protocol):
 @runtime_checkable
 class Store(WorkStore, AgentRegistry, Protocol):
     """A store that holds both work and agents (eligibility needs both, atomically)."""
-
-
-@runtime_checkable
-class Notifier(Protocol):
-    """Wakes claimers waiting for eligible work.
-
-    A claimer calls ``mark()`` before it looks for work and, finding none,
-    ``wait(timeout, since=mark)``: a wake-up between the two is not lost.
-    """
-
-    def mark(self) -> int:
-        """A position in the stream of wake-ups."""
-        ...
-
-    async def wait(self, timeout: float, since: int | None = None) -> bool:
-        """Wait for a wake-up after ``since`` or ``timeout`` seconds; True if woken."""
-        ...
-
-    def notify(self) -> None:
-        """Wake this process's waiters now."""
-        ...

@@ -1,0 +1,2 @@
+"""Use cases: ``BrokerService`` (submit, claim, report, admin) and maintenance (sweep,
+prune, callback delivery), over the store ports."""
