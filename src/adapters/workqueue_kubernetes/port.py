@@ -1,8 +1,9 @@
 """The ``ClusterClient`` port: what the controller needs from a Kubernetes API server.
 
-It will move to ``workqueue_core.ports`` when the core's new layout lands; it is kept free
-of kubernetes-asyncio types: objects are plain JSON mappings, and the small classes here
-name resource kinds, list results, watch events and errors.
+The core keeps ``ResourceKind`` (``workqueue_core.ports.cluster``, re-exported here) and
+leaves the Protocol and its errors to this adapter (they may move next to it later).  No
+kubernetes-asyncio type crosses the port: objects are plain JSON mappings, and the small
+classes here name list results, watch events and errors.
 
 Optimistic concurrency: ``replace``/``replace_status`` send the object's
 ``metadata.resourceVersion``, and ``merge_patch``/``patch_status`` send
@@ -17,6 +18,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final, Protocol
 
 import attrs
+
+from workqueue_core.ports.cluster import ResourceKind
 
 __all__ = [
     "JOBS",
@@ -40,22 +43,6 @@ __all__ = [
     "object_key",
     "resource_version_of",
 ]
-
-
-@attrs.frozen
-class ResourceKind:
-    """A served resource: ``group`` is ``""`` for the core group (Pods, Events)."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-
-    @property
-    def api_version(self) -> str:
-        """``group/version``, or ``version`` alone for the core group."""
-        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 WORKS: Final = ResourceKind("brokkr.io", "v1alpha1", "works", "Work")
