@@ -1,0 +1,1 @@
+"""Shipwright adapter: the ``build`` work type (a Shipwright Build and BuildRun)."""
