@@ -510,6 +510,18 @@ def test_check_object_places_paths_under_its_prefix() -> None:
     assert caught.value.path == 'x.spec.output.labels["team/name"]'
 
 
+def test_a_long_offending_value_is_not_repeated_whole() -> None:
+    run = mapping_of(SEED_BUILD_RUN)
+    run["spec"]["stepResources"] = [
+        {"name": "build", "resources": {"limits": {"cpu": "x" * 100_000}}}
+    ]
+    with pytest.raises(SpecError) as caught:
+        check_object("BuildRun", run, "")
+    assert caught.value.path == "spec.stepResources[0].resources.limits.cpu"
+    assert "does not match" in caught.value.detail
+    assert len(caught.value.detail) <= 300
+
+
 def test_a_job_is_not_build_work() -> None:
     with pytest.raises(SpecError) as caught:
         parse(wrap(copy.deepcopy(JOB)))
