@@ -7,10 +7,12 @@ server does with a structural schema, with one deliberate difference:
 
 * ``x-kubernetes-int-or-string``: an integer or a string;
 * ``x-kubernetes-preserve-unknown-fields``: unknown fields are allowed there;
-* ``nullable``: null is allowed; elsewhere an object field set to null counts as absent
-  (the API server prunes it);
-* formats: ``int32``/``int64`` ranges, ``date-time`` (RFC 3339) and ``duration`` in Go's
-  syntax, which Shipwright decodes with ``time.ParseDuration``;
+* ``nullable``: null is allowed by the schema; but an object field set to null is dropped
+  before validation and so counts as absent (the API server prunes nulls of non-nullable
+  fields, and the vendored CRDs mark none nullable);
+* formats: ``int32``/``int64`` ranges, ``int-or-string``, ``date-time`` (RFC 3339) and
+  ``duration`` in Go's syntax, which Shipwright decodes with ``time.ParseDuration``; other
+  formats are not checked;
 * an unknown field where the schema lists the properties is **refused** with its path,
   where the API server would drop it silently: at submit time a typo must not vanish
   (docs/decisions.md).
@@ -155,6 +157,11 @@ def _is_date_time(value: object) -> bool:
     except SpecError:
         return False
     return True
+
+
+@_FORMATS.checks("int-or-string")
+def _is_int_or_string(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _in_range(name: str) -> Any:
