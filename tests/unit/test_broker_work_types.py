@@ -95,7 +95,8 @@ NOT_YET = {
     "container name invalid": pytest.mark.xfail(
         strict=True,
         reason="JobWorkType does not check container names as DNS-1123 labels yet"
-        " (the API server's pod validation does; the old core check did)",
+        " (the API server's pod validation does; the old core check did): remove this"
+        " mark when it does",
     )
 }
 
