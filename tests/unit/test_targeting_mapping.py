@@ -93,6 +93,9 @@ def test_stored_formats_are_unchanged() -> None:
         ({}, InvalidInput),
         ({"agent_ids": "0b6c5e2f-5d0a-4e55-9d5b-0c9a3f0f2b11"}, InvalidInput),
         ({"agent_ids": ["not-a-uuid"]}, InvalidInput),
+        ({"agent_ids": True}, InvalidInput),
+        ({"agent_ids": {"a": 1}}, InvalidInput),
+        ({"selector": 5}, SelectorError),
         ({"selector": [["zone", "near", ["a"]]]}, SelectorError),
         ({"selector": [["zone", "in"]]}, SelectorError),
         ({"selector": ["zone"]}, SelectorError),
@@ -103,6 +106,24 @@ def test_stored_formats_are_unchanged() -> None:
 def test_malformed_mappings_are_refused(data: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error):
         Targeting.from_mapping(data)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.uuids(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["agent_ids", "selector", "other"]), json_values))
+def test_any_mapping_reads_or_is_refused_as_invalid_input(data: dict[str, object]) -> None:
+    try:
+        targeting = Targeting.from_mapping(data)
+    except InvalidInput:
+        return
+    assert Targeting.from_mapping(targeting.to_mapping()) == targeting
 
 
 # --- the bounded cache ------------------------------------------------------------------------

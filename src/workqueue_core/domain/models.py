@@ -185,9 +185,11 @@ class Targeting:
 
         Agent ids may be strings or UUIDs; a missing key counts as None / no ids.
         """
-        raw_ids = data.get("agent_ids") or ()
-        if isinstance(raw_ids, str):
-            raise InvalidInput("agent_ids must be a list of ids")
+        raw_ids = data.get("agent_ids")
+        if raw_ids is None:
+            raw_ids = ()
+        if not isinstance(raw_ids, list | tuple | set | frozenset):
+            raise InvalidInput("agent_ids must be a list of agent ids")
         try:
             agent_ids = frozenset(a if isinstance(a, UUID) else UUID(str(a)) for a in raw_ids)
         except ValueError:
