@@ -394,6 +394,17 @@ class BrokerClient:
         )
         return wire.view_in(out)
 
+    async def release(self, token: ClaimToken, agent_id: UUID, reason: str = "") -> WorkItem:
+        body = wire.ReleaseBody(attempt=token.attempt, agent_id=agent_id, reason=reason)
+        out = await self._call(
+            "POST",
+            f"{_work_path(token.work_id)}/release",
+            wire.WorkItemOut,
+            repeatable=False,
+            json=body,
+        )
+        return wire.item_in(out)
+
     async def cancel(
         self, work_id: UUID, actor: str = "admin", reason: str = ""
     ) -> ExecutionRecord:

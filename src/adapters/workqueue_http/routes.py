@@ -454,6 +454,26 @@ async def fail_work(
     return wire.view_out(outcome)
 
 
+@post(
+    "/work/{work_id:uuid}/release",
+    status_code=200,
+    summary="Hand a claim back unfinished: PENDING at once, the run not charged to the budget",
+    description=(
+        "For an agent shutting down gracefully. The claim token (`attempt`) stays stale; "
+        "the next claim gets a fresh one."
+    ),
+    responses=problems(404, 409),
+)
+async def release_work(
+    request: Request[Any, Any, Any], work_id: WorkId, data: Annotated[wire.ReleaseBody, _JSON]
+) -> wire.WorkItemOut:
+    ctx = api_context(request)
+    agent_id = acting_agent(_caller(request), data.agent_id)
+    wire.check_text("reason", data.reason)
+    token = _token(work_id, data.attempt, 0)
+    return wire.item_out(await ctx.service.release(token, agent_id, data.reason))
+
+
 @get(
     "/agents/{agent_id:uuid}/work/pending",
     summary="What the agent could claim now",
@@ -659,6 +679,7 @@ def api_router() -> Router:
             heartbeat_work,
             complete_work,
             fail_work,
+            release_work,
             pending_work,
             claim_next,
             complete_many,

@@ -238,6 +238,14 @@ class FailBody(msgspec.Struct, kw_only=True):
     local_retries: int = 0
 
 
+class ReleaseBody(msgspec.Struct, kw_only=True):
+    """Hand back the claim ``attempt`` unfinished, with why (e.g. the agent shuts down)."""
+
+    attempt: int
+    agent_id: UUID | None = None
+    reason: str = ""
+
+
 class CompletionIn(msgspec.Struct, kw_only=True):
     """One entry of a batch completion (the agent is the one in the path)."""
 

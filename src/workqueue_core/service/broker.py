@@ -234,6 +234,11 @@ class BrokerService:
         validation.check_local_retries(local_retries)
         return await self.store.fail(token, agent_id, self.clock.now(), failure, local_retries)
 
+    async def release(self, token: ClaimToken, agent_id: UUID, reason: str = "") -> WorkItem:
+        """Hand a held claim back unfinished: PENDING at once, the run not charged."""
+        validation.bounded_bytes("release reason", reason, MAX_MESSAGE_BYTES)
+        return await self.store.release(token, agent_id, self.clock.now(), reason)
+
     async def cancel(
         self, work_id: UUID, actor: str = "admin", reason: str = ""
     ) -> ExecutionRecord:
