@@ -91,6 +91,20 @@ async def lease_renewed_at(harness: Harness, work_id: UUID, now: datetime) -> bo
     return expires is not None and expires >= now + item.claim_timeout
 
 
+async def assert_released(harness: Harness, work_id: UUID, attempt: int = 1) -> None:
+    """The item is PENDING again, uncharged: its budget is as before the claim (events too)."""
+    item = await queued(harness, work_id)
+    assert item.status is WorkStatus.PENDING
+    assert (item.attempt, item.executions, item.claimed_by) == (attempt, attempt - 1, None)
+    assert item.last_error is None
+    events = await harness.events(work_id)
+    claimed, released = events[-2:]
+    assert (claimed.to_status, released.to_status) == (WorkStatus.CLAIMED, WorkStatus.PENDING)
+    assert released.detail.startswith(f"released: {SHUTDOWN}")
+    assert released.executions == claimed.executions - 1
+    await harness.check_replay(work_id)
+
+
 async def claimed_count(harness: Harness) -> int:
     return len(await harness.service.list_work(WorkQuery(status=WorkStatus.CLAIMED)))
 
@@ -588,10 +602,7 @@ async def test_graceful_stop_finishes_within_grace_and_releases_the_rest(
     assert await claimed_count(harness) == 0
     quick_record = await harness.record(quick_id)
     assert quick_record.result == "finished in grace"
-    stuck_item = await queued(harness, stuck_id)
-    assert stuck_item.last_error is not None
-    assert stuck_item.last_error.reason == SHUTDOWN
-    assert stuck_item.last_error.failure_class is FailureClass.RETRYABLE
+    await assert_released(harness, stuck_id)
     assert worker.stats.released == 1
 
     second = make_worker(harness, name="worker-2")
@@ -603,6 +614,7 @@ async def test_graceful_stop_finishes_within_grace_and_releases_the_rest(
     async with running(second):
         [record] = await harness.wait_ended(stuck_id)
     assert record.result == "done on attempt 2"
+    assert record.item.executions == 1  # the released run was not charged
     await harness.check_replay(stuck_id)
 
 
@@ -631,9 +643,7 @@ async def test_cancelling_the_worker_releases_its_claims(harness: Harness) -> No
 
     assert await claimed_count(harness) == 0
     for work_id in ids:
-        item = await queued(harness, work_id)
-        assert item.last_error is not None
-        assert item.last_error.reason == SHUTDOWN
+        await assert_released(harness, work_id)
     assert worker.stats.released == 3
 
 
@@ -695,8 +705,7 @@ async def test_a_handler_raising_a_base_exception_ends_the_worker(harness: Harne
         await worker.run()
     assert [type(e) for e in raised.value.exceptions] == [Abort]
     for work_id in hang_ids:  # the others were cancelled and released, as on a cancel
-        item = await queued(harness, work_id)
-        assert item.last_error is not None and item.last_error.reason == SHUTDOWN
+        await assert_released(harness, work_id)
     assert worker.running == 0
 
 
