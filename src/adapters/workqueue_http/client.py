@@ -452,6 +452,23 @@ class BrokerClient:
         )
         return IssuedAgent(wire.agent_in(out.agent), out.token)
 
+    async def whoami(self) -> Agent:
+        """The agent this client's (agent) token belongs to."""
+        out = await self._call("GET", f"{API}/agents/me", wire.AgentOut, repeatable=True)
+        return wire.agent_in(out)
+
+    async def rotate_agent_token(self, agent_id: UUID) -> IssuedAgent:
+        out = await self._call(
+            "POST", f"{_agent_path(agent_id)}/token", wire.IssuedAgentOut, repeatable=False
+        )
+        return IssuedAgent(wire.agent_in(out.agent), out.token)
+
+    async def revoke_agent(self, agent_id: UUID) -> Agent:
+        out = await self._call(
+            "POST", f"{_agent_path(agent_id)}/revoke", wire.AgentOut, repeatable=True
+        )
+        return wire.agent_in(out)
+
     async def get_agent(self, agent_id: UUID) -> Agent:
         out = await self._call("GET", _agent_path(agent_id), wire.AgentOut, repeatable=True)
         return wire.agent_in(out)

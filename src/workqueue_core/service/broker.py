@@ -302,10 +302,13 @@ class BrokerService:
         return IssuedAgent(await self.store.register_agent(agent), token)
 
     async def authenticate_agent(self, token: str) -> Agent | None:
-        """The agent this token belongs to, or None."""
+        """The agent this token belongs to, or None (also for an INACTIVE agent's token)."""
         if not token.startswith(TOKEN_PREFIX):
             return None
-        return await self.store.agent_by_token_hash(hash_token(token))
+        agent = await self.store.agent_by_token_hash(hash_token(token))
+        if agent is None or agent.status is AgentStatus.INACTIVE:
+            return None
+        return agent
 
     async def get_agent(self, agent_id: UUID) -> Agent:
         """The agent, or UnknownAgent."""
@@ -339,6 +342,19 @@ class BrokerService:
             labels=dict(labels) if labels is not None else None,
             annotations=dict(annotations) if annotations is not None else None,
             status=status,
+        )
+
+    async def rotate_agent_token(self, agent_id: UUID) -> IssuedAgent:
+        """Issue the agent a new token (shown once); the old one stops working at once."""
+        token = TOKEN_PREFIX + self._tokens()
+        agent = await self.store.update_agent(agent_id, token_hash=hash_token(token))
+        return IssuedAgent(agent, token)
+
+    async def revoke_agent(self, agent_id: UUID) -> Agent:
+        """Make the agent INACTIVE and its token worthless (a later rotate issues a new one)."""
+        unknown = hash_token(TOKEN_PREFIX + "revoked:" + self._tokens())  # never shown
+        return await self.store.update_agent(
+            agent_id, status=AgentStatus.INACTIVE, token_hash=unknown
         )
 
     async def drain_agent(self, agent_id: UUID) -> Agent:
