@@ -309,12 +309,14 @@ async def list_log(
 
 
 def _held_by(caller: Caller, value: object) -> None:
-    """An agent may read only the items it holds or last held."""
+    """An agent reads only an item it holds now, or the log record of a run it ended."""
     if caller.agent is None:
         return
     item = value.item if isinstance(value, ExecutionRecord) else value
     if getattr(item, "claimed_by", None) != caller.agent.id:
-        raise PermissionDeniedException(detail="an agent may read only work it has claimed")
+        raise PermissionDeniedException(
+            detail="an agent may read only work it holds, or the record of a run it ended"
+        )
 
 
 @get(

@@ -24,6 +24,7 @@ from uuid import UUID
 import msgspec
 
 from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.limits import MAX_AGENT_IDS
 from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
@@ -564,6 +565,10 @@ def retry_policy_in(wire: RetryPolicyWire) -> RetryPolicy:
 
 def targeting_in(wire: TargetingIn | TargetingOut) -> Targeting:
     """Targeting; the selector may be the string or the structured form."""
+    if len(wire.agent_ids) > MAX_AGENT_IDS:
+        raise InvalidInput(
+            f"targeting.agent_ids lists {len(wire.agent_ids)} ids; the limit is {MAX_AGENT_IDS}"
+        )
     selector: LabelSelector | None = None
     if wire.selector is not None:
         if isinstance(wire.selector, str):
