@@ -152,7 +152,12 @@ def _log_level(text: str) -> str:
 
 
 AGENT_SETTINGS: tuple[Setting, ...] = (
-    Setting("url", _url, f"the broker's URL (default {DEFAULT_URL})", "URL"),
+    Setting(
+        "url",
+        _url,
+        "the broker's URL (default http://127.0.0.1:$WORKQUEUE_PORT, or :8080)",
+        "URL",
+    ),
     Setting(
         "agent_token",
         _secret,
@@ -315,4 +320,7 @@ def load_agent_config(
             values[setting.name] = setting.parse(_as_text(raw))
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
+    if "url" not in values and environ.get("WORKQUEUE_PORT"):
+        # as the CLI: a broker started here on WORKQUEUE_PORT
+        values["url"] = _url(f"http://127.0.0.1:{environ['WORKQUEUE_PORT'].strip()}")
     return AgentConfig(**values)
