@@ -39,11 +39,13 @@ def test_wheel_ships_every_package_top_level(tmp_path: Path) -> None:
         "workqueue_http",
         "workqueue_broker",
         "workqueue_cli",
+        "workqueue_agent",
     }
     for required in (
         "workqueue_core/py.typed",
         "workqueue_core/testing/conformance.py",
         "workqueue_memory/store.py",
         "workqueue_memory/py.typed",
+        "workqueue_agent/local.py",
     ):
         assert required in names, required
