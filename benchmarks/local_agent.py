@@ -42,9 +42,17 @@ import httpx
 
 from benchmarks._env import machine, versions
 from benchmarks._stats import percentile, rate
-from workqueue_core.domain.models import ExecutionRecord, SubmitRequest, Targeting, WorkStatus
+from workqueue_core.domain.models import (
+    Cursor,
+    ExecutionRecord,
+    LogQuery,
+    SubmitRequest,
+    Targeting,
+    WorkStatus,
+)
 from workqueue_http.client import BrokerClient
 
+TICKS = os.sysconf("SC_CLK_TCK")
 START_TIMEOUT = 60.0
 DRAIN_TIMEOUT = 600.0
 
@@ -87,24 +95,42 @@ def _process(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> I
                 process.wait()
 
 
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of a process itself and of its reaped children (its scripts)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / TICKS
+    children = (int(fields[13]) + int(fields[14])) / TICKS
+    return own, children
+
+
 async def _drain(client: BrokerClient, ids: list[uuid.UUID]) -> list[ExecutionRecord]:
-    """Wait until every id has its log record; the records."""
-    records: dict[uuid.UUID, ExecutionRecord] = {}
+    """Wait until every id has its log record (one cheap ``stats`` call per poll, so the
+    waiting adds little to the broker's load); then the records, in the ids' order."""
+    wanted = set(ids)
     deadline = time.monotonic() + DRAIN_TIMEOUT
-    while len(records) < len(ids):
+    while True:
+        stats = await client.stats()
+        queued = sum(
+            stats.total(status)
+            for status in (WorkStatus.HELD, WorkStatus.PENDING, WorkStatus.CLAIMED)
+        )
+        if queued == 0:
+            break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(records)} of {len(ids)} items finished")
-        for work_id in ids:
-            if work_id in records:
-                continue
-            state = await client.get(work_id)
-            if not isinstance(state, ExecutionRecord):
-                break  # items finish roughly in order: look again later
-            records[work_id] = state
-        else:
-            continue
+            raise RuntimeError(f"{queued} items still queued after {DRAIN_TIMEOUT}s")
         await asyncio.sleep(0.05)
-    return [records[i] for i in ids]
+    found: dict[uuid.UUID, ExecutionRecord] = {}
+    after: Cursor | None = None
+    while True:
+        page = await client.list_log(LogQuery(limit=1000, after=after))
+        found.update((r.id, r) for r in page if r.id in wanted)
+        if len(page) < 1000:
+            break
+        after = Cursor(page[-1].finished_at, page[-1].id)
+    missing = wanted - found.keys()
+    if missing:
+        raise RuntimeError(f"{len(missing)} items are neither queued nor logged")
+    return [found[i] for i in ids]
 
 
 def _request(agent_id: uuid.UUID) -> SubmitRequest:
@@ -114,6 +140,7 @@ def _request(agent_id: uuid.UUID) -> SubmitRequest:
 async def _agent_run(
     url: str,
     admin_token: str,
+    broker_pid: int,
     workdir: Path,
     env: dict[str, str],
     items: int,
@@ -135,11 +162,15 @@ async def _agent_run(
             # warm-up: the agent is up and claiming before anything is timed
             warm = await admin.submit(_request(issued.agent.id))
             await _drain(admin, [warm.item.id])
+            broker_before, _ = _cpu(broker_pid)
+            agent_before, scripts_before = _cpu(agent.pid)
             started = time.perf_counter()
             results = await admin.submit_many([_request(issued.agent.id) for _ in range(items)])
             ids = [r.item.id for r in results if not isinstance(r, Exception)]
             records = await _drain(admin, ids)
             wall = time.perf_counter() - started
+            broker_after, _ = _cpu(broker_pid)
+            agent_after, scripts_after = _cpu(agent.pid)
             single_latencies = []
             for _ in range(singles):
                 one = await admin.submit(_request(issued.agent.id))
@@ -162,6 +193,11 @@ async def _agent_run(
         "p50_submit_to_finished_s": percentile(latencies, 50),
         "p95_submit_to_finished_s": percentile(latencies, 95),
         "single_p50_s": percentile(single_latencies, 50),
+        "cpu_ms_per_item": {
+            "broker": (broker_after - broker_before) * 1000 / items,
+            "agent": (agent_after - agent_before) * 1000 / items,
+            "scripts": (scripts_after - scripts_before) * 1000 / items,
+        },
     }
 
 
@@ -217,7 +253,7 @@ def run(items: int, singles: int, concurrency: int) -> dict[str, Any]:
         with _process(command, workdir, broker_env, workdir / "broker.log") as broker:
             _wait_ready(url, broker, workdir / "broker.log")
             agent = asyncio.run(
-                _agent_run(url, admin_token, workdir, env, items, singles, concurrency)
+                _agent_run(url, admin_token, broker.pid, workdir, env, items, singles, concurrency)
             )
         floor = asyncio.run(_spawn_floor(items, concurrency))
     finally:
@@ -254,6 +290,11 @@ def main() -> None:
         f"{agent['items_per_second']:,.0f} | {agent['p50_submit_to_finished_s']:.2f} s | "
         f"{agent['p95_submit_to_finished_s']:.2f} s | {agent['single_p50_s'] * 1000:.0f} ms | "
         f"{report['spawn_floor_per_second']:,.0f} | {report['agent_over_floor']:.2f} |"
+    )
+    cpu = agent["cpu_ms_per_item"]
+    print(
+        f"CPU per item: broker {cpu['broker']:.1f} ms, agent {cpu['agent']:.1f} ms, "
+        f"scripts {cpu['scripts']:.1f} ms; load average {report['machine']['load_average']}"
     )
     if args.output is not None:
         args.output.write_text(json.dumps(report, indent=2, default=str))
