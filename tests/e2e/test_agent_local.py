@@ -413,3 +413,16 @@ async def test_token_rotate_and_revoke_shut_the_old_token_out_at_once(
             assert refused.value.status == 401
     shown = cli(broker, "agents", "get", name)
     assert "INACTIVE" in shown.stdout and "last seen:" in shown.stdout
+
+
+async def test_a_revoked_agent_stops_with_one_line(admin: BrokerClient, new_agent: object) -> None:
+    agent = await new_agent()  # type: ignore[operator]
+    agent.start()
+    warm = await submit(admin, agent, "echo up\n")
+    await ended(admin, warm, agent)
+    await admin.revoke_agent(agent.agent_id)
+    status = await agent.wait()
+    lines = [line for line in agent.log_text().splitlines() if "error" in line.lower()]
+    assert status == 1, agent.log_text()
+    assert "Traceback" not in agent.log_text()
+    assert lines and "refused this agent's token (401" in lines[-1], agent.log_text()

@@ -21,7 +21,7 @@ from workqueue_agent.local import LocalOptions, LocalRunner
 from workqueue_agent.signals import run_until_signalled
 from workqueue_core.domain.models import Agent, AgentStatus
 from workqueue_core.executor.worker import Worker, WorkerOptions
-from workqueue_http.client import BrokerClient
+from workqueue_http.client import AuthError, BrokerClient
 
 __all__ = ["AgentStartError", "read_token", "run", "write_token"]
 
@@ -163,3 +163,26 @@ def run(config: AgentConfig) -> int:
     except (AgentStartError, ConfigError) as error:
         print(f"workqueue agent: error: {error}", file=sys.stderr)
         return 2
+    except Exception as error:
+        refused = _auth_error(error)
+        if refused is None or refused.status != 401:
+            raise
+        print(
+            f"workqueue agent: error: the broker refused this agent's token (401: "
+            f"{refused.detail}): it was revoked or rotated, or is not this broker's; "
+            "check --agent-token-file or WORKQUEUE_AGENT_TOKEN",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _auth_error(error: BaseException) -> AuthError | None:
+    """The ``AuthError`` in ``error`` (possibly inside exception groups), if any."""
+    if isinstance(error, AuthError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _auth_error(inner)
+            if found is not None:
+                return found
+    return None
