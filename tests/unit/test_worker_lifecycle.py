@@ -37,6 +37,7 @@ from workqueue_core.domain.models import (
     WorkQuery,
     WorkStatus,
 )
+from workqueue_core.executor.handlers import Success
 from workqueue_core.executor.worker import (
     SHUTDOWN,
     TIMEOUT,
@@ -772,3 +773,33 @@ async def test_stop_before_run_claims_nothing(harness: Harness) -> None:
         await worker.run()
     assert isinstance(await harness.state(work_id), WorkItem)
     assert not isinstance(await harness.state(work_id), ExecutionRecord)
+
+
+class EchoRunner:
+    """A runner of its own: the spec, reversed, is the result; ``boom`` fails for good."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    @property
+    def work_types(self) -> list[str]:
+        return ["echo-runner"]
+
+    async def run(self, job: Job) -> Success | Failure:
+        self.seen.append((job.spec, job.attempt))
+        if job.spec == "boom":
+            return Failure.permanent("Boom", "as asked")
+        return Success(job.spec[::-1])
+
+
+async def test_a_worker_runs_attempts_with_the_runner_it_is_given(harness: Harness) -> None:
+    runner = EchoRunner()
+    worker = Worker(harness.source(), name="runner-worker", runner=runner, options=fast_options())
+    ok_id = await harness.submit("echo-runner", "abc")
+    boom_id = await harness.submit("echo-runner", "boom")
+    async with running(worker):
+        ok_record, boom_record = await harness.wait_ended(ok_id, boom_id)
+    assert (ok_record.status, ok_record.result) == (WorkStatus.SUCCEEDED, "cba")
+    assert boom_record.status is WorkStatus.FAILED
+    assert sorted(runner.seen) == [("abc", 1), ("boom", 1)]
+    assert worker.handlers.work_types == []  # the handlers were never consulted
