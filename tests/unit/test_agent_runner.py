@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -154,3 +156,45 @@ async def test_an_existing_token_file_is_used_without_registering(
     assert await agent_token(AgentConfig(agent_token="wq_given")) == "wq_given"
     with pytest.raises(AgentStartError, match="does not exist"):
         await agent_token(AgentConfig(agent_token_file=tmp_path / "missing"))
+
+
+@pytest.mark.anyio
+async def test_a_process_that_left_the_group_does_not_hold_the_outcome(tmp_path: Path) -> None:
+    pid_file = tmp_path / "escaped"
+    script = (
+        f"setsid sh -c 'echo $$ > {pid_file}.new; mv {pid_file}.new {pid_file}; "
+        "exec sleep 30' &\n"
+        f"while [ ! -s {pid_file} ]; do sleep 0.01; done\n"
+        "echo done\n"
+    )
+    runner = LocalRunner(LocalOptions(kill_grace=0.2))
+    try:
+        with anyio.fail_after(20):
+            outcome = await runner.run(job(script))
+        assert outcome == Success("done\n")
+    finally:
+        with anyio.fail_after(20):
+            while not pid_file.exists() or not pid_file.read_text().strip():
+                await anyio.sleep(0.02)
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.anyio
+async def test_processes_a_finished_script_left_behind_are_killed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child"
+    script = f"sleep 30 &\necho $! > {pid_file}\necho done\n"
+    runner = LocalRunner(LocalOptions(kill_grace=5.0))
+    with anyio.fail_after(20):
+        outcome = await runner.run(job(script))
+    assert outcome == Success("done\n")  # not held until the timeout by the child's pipe
+    child = int(pid_file.read_text())
+    with anyio.fail_after(20):
+        while Path(f"/proc/{child}").exists() and "Z" not in _state(child):
+            await anyio.sleep(0.02)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "Z"

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import anyio
 import attrs
-from anyio.abc import ByteReceiveStream, Process
 
 from workqueue_core.domain.limits import MAX_MESSAGE_BYTES, MAX_RESULT_BYTES
 from workqueue_core.domain.models import Failure
@@ -180,53 +179,91 @@ class LocalRunner:
         self, job: Job, command: Sequence[str], workdir: Path, timeout: float
     ) -> Outcome:
         tail = OutputTail(self.options.output_tail)
+        read_fd, write_fd = os.pipe()
         try:
-            process = await anyio.open_process(
-                list(command),
-                cwd=workdir,
-                env=script_environment(job, os.environ),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as error:  # the interpreter of a #! line is missing or not executable
-            return Failure.permanent(EXIT_CODE, f"cannot start {command[0]}: {error.strerror}")
+            try:
+                process = subprocess.Popen(
+                    list(command),
+                    cwd=workdir,
+                    env=script_environment(job, os.environ),
+                    stdin=subprocess.DEVNULL,
+                    stdout=write_fd,
+                    stderr=write_fd,
+                    start_new_session=True,
+                )
+            except OSError as error:  # the interpreter of a #! line is missing
+                message = f"cannot start {command[0]}: {error.strerror}"
+                return Failure.permanent(EXIT_CODE, message)
+            finally:
+                os.close(write_fd)  # the script's copy is the only writer left
+            os.set_blocking(read_fd, False)
+            # readable once the leader has exited, before it is reaped: its pid (the
+            # group id) cannot be reused while we signal the group
+            pidfd = os.pidfd_open(process.pid)
+            try:
+                return await self._supervise(job, process, pidfd, read_fd, tail, timeout)
+            finally:
+                os.close(pidfd)
+        finally:
+            os.close(read_fd)
+
+    async def _supervise(
+        self,
+        job: Job,
+        process: subprocess.Popen[bytes],
+        pidfd: int,
+        read_fd: int,
+        tail: OutputTail,
+        timeout: float,
+    ) -> Outcome:
         self.started_pids.append(process.pid)
         log.info("work %s attempt %s: started process %s", job.id, job.attempt, process.pid)
         timed_out = True
         try:
             with anyio.move_on_after(timeout):
-                await self._wait(process, tail)
+                await self._wait(process, pidfd, read_fd, tail)
                 timed_out = False
         finally:
             # cancelled (claim lost, item cancelled, grace over) or timed out: kill the group
             with anyio.CancelScope(shield=True):
-                await self._end_group(process)
-                await process.aclose()
+                await self._end_group(process, pidfd)
         if timed_out:
             message = f"the script ran longer than {timeout:g} s and was killed"
             return Failure.retryable(TIMEOUT, _with_tail(message, tail))
         return self._outcome(process.returncode, tail)
 
-    async def _wait(self, process: Process, tail: OutputTail) -> None:
-        stdout = process.stdout
-        assert stdout is not None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_into, stdout, tail)
-            await process.wait()
-            # the script is done: processes it left behind would hold the pipe open
-            _signal_group(process.pid, signal.SIGKILL)
+    async def _wait(
+        self, process: subprocess.Popen[bytes], pidfd: int, read_fd: int, tail: OutputTail
+    ) -> None:
+        """Read the output until the script has exited, then reap it."""
+        read_all = anyio.Event()
 
-    async def _end_group(self, process: Process) -> None:
-        """SIGTERM the group, SIGKILL it after the grace (at once if the leader is gone)."""
-        if process.returncode is None:
-            _signal_group(process.pid, signal.SIGTERM)
+        async def read() -> None:
+            await _read_into(read_fd, tail)
+            read_all.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await anyio.wait_readable(pidfd)
+            # the script is done: processes it left in its group would hold the pipe
+            _signal_group(process.pid, signal.SIGKILL)
+            # one that left the group (setsid) may still hold it: read what is there,
+            # then stop reading rather than wait for it
             with anyio.move_on_after(self.options.kill_grace):
-                await process.wait()
+                await read_all.wait()
+            tg.cancel_scope.cancel()
+        process.wait()  # exited already: reaps at once
+
+    async def _end_group(self, process: subprocess.Popen[bytes], pidfd: int) -> None:
+        """SIGTERM the group, SIGKILL it after the grace; reap the leader."""
+        if process.returncode is not None:
+            return  # ended and reaped by ``_wait``, its group killed then
+        _signal_group(process.pid, signal.SIGTERM)
+        with anyio.move_on_after(self.options.kill_grace):
+            await anyio.wait_readable(pidfd)
         _signal_group(process.pid, signal.SIGKILL)
-        if process.returncode is None:
-            await process.wait()
+        await anyio.wait_readable(pidfd)
+        process.wait()
 
     def _outcome(self, code: int | None, tail: OutputTail) -> Outcome:
         if code == 0:
@@ -240,12 +277,17 @@ class LocalRunner:
         return Failure.retryable(EXIT_CODE, message)
 
 
-async def _read_into(stream: ByteReceiveStream, tail: OutputTail) -> None:
-    with contextlib.suppress(
-        anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError
-    ):
-        while True:
-            tail.add(await stream.receive(READ_CHUNK))
+async def _read_into(fd: int, tail: OutputTail) -> None:
+    """Read the non-blocking ``fd`` into ``tail`` until end of file."""
+    while True:
+        await anyio.wait_readable(fd)
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return
+        tail.add(chunk)
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
