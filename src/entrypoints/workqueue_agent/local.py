@@ -8,8 +8,9 @@ A ``Runner`` (``workqueue_core.executor.runner``) for ``workqueue agent``:
 - the working directory is a fresh empty temporary directory, removed afterwards;
 - the process leads a new session (its own process group): a timeout, a cancelled item,
   a lost claim or the end of a stopping agent's grace period kill the whole group
-  (SIGTERM, then SIGKILL after ``kill_grace``); processes left behind by a finished
-  script are killed too;
+  (SIGTERM, then SIGKILL after ``kill_grace``); processes left in the group by a
+  finished script are killed too; the script is watched through a pidfd (Linux), so
+  its pid, the group's id, is not reused while the group is signalled;
 - the environment is the agent's without any ``WORKQUEUE_…`` variable (so not its
   token), plus ``WORKQUEUE_WORK_ID``, ``WORKQUEUE_WORK_TYPE``, ``WORKQUEUE_ATTEMPT`` and
   ``WORKQUEUE_CORRELATION_ID``;
