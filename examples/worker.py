@@ -6,8 +6,9 @@ Run (after ``python examples/web_service.py`` in another terminal, or alone):
 
 The store is ``WORKQUEUE_DATABASE_URL`` (default ``sqlite:///workqueue-example.db``;
 see ``examples/worker_setup.py``). The first SIGTERM/SIGINT stops claiming and gives
-running handlers ``--grace`` seconds; what is still running then is failed as
-retryable ("Shutdown") so another worker takes it; a second signal stops at once.
+running handlers ``--grace`` seconds; what is still running then is released (back
+to the queue, not charged to its budget) so another worker takes it; a second signal
+stops at once.
 """
 
 from __future__ import annotations

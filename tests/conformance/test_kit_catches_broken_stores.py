@@ -105,6 +105,17 @@ class LosesCancelledState(ReferenceStore):
         return record
 
 
+class ChargesReleaseState(ReferenceStore):
+    """Charges a graceful release to the budget, as a retryable failure would."""
+
+    def _release(
+        self, item: WorkItem, agent_id: UUID, now: datetime, reason: str
+    ) -> tuple[WorkItem, Event]:
+        after, event = super()._release(item, agent_id, now, reason)
+        charged = attrs.evolve(after, executions=item.executions)
+        return charged, attrs.evolve(event, executions=item.executions)
+
+
 class IgnoresCursorState(ReferenceStore):
     """Keyset pagination forgotten: every page starts from the first row."""
 
@@ -261,6 +272,7 @@ class QuietApprovalStore(MemoryStore):
         (IgnoresNotBeforeState, r"claim|invariant 7"),
         (AcceptsStaleTokenState, r"heartbeat|complete|fail|invariant 3"),
         (LosesCancelledState, r"invariant 2|log differs|cancel"),
+        (ChargesReleaseState, r"release"),
         (IgnoresCursorState, r"query"),
         (PruneKeepsEventsState, r"prune: .* events of pruned"),
         (TruncatesMicrosecondsState, r"claim|queue differs"),
@@ -276,6 +288,7 @@ class QuietApprovalStore(MemoryStore):
         "ignores-not-before",
         "accepts-stale-token",
         "loses-on-cancel",
+        "charges-release",
         "ignores-cursor",
         "prune-keeps-events",
         "truncates-microseconds",

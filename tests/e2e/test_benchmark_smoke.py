@@ -87,3 +87,32 @@ def test_http_cycles_quick_drains_everything(tmp_path: Path) -> None:
         assert result["items"] == 200, result
         assert result["cycles_per_second"] > 0, result
     assert "| sqlite |" in completed.stdout
+
+
+def test_local_agent_benchmark_runs_every_script(tmp_path: Path) -> None:
+    """The local agent benchmark drives a broker and an agent process; every script ends."""
+    output = tmp_path / "agent.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.local_agent",
+            "--items",
+            "30",
+            "--singles",
+            "2",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(output.read_text())
+    assert report["agent"]["items"] == 30
+    assert report["agent"]["items_per_second"] > 0
+    assert report["spawn_floor_per_second"] > 0
+    assert "| local agent (SQLite) | 30 | 8 |" in completed.stdout

@@ -307,3 +307,67 @@ def test_list_all_follows_the_pages(cli: Cli) -> None:
         ok(cli("list", "--log", "--type", work_type, "--limit", "2", "--all", "--json"))
     )
     assert [entry["id"] for entry in logged] == ids[:3]
+
+
+def test_list_says_when_nothing_matched(cli: Cli) -> None:
+    work_type = f"none-{uuid.uuid4().hex[:8]}"
+    assert ok(cli("list", "--type", work_type)) == "nothing matched\n"
+    assert ok(cli("list", "--log", "--type", work_type)) == "nothing matched\n"
+    assert json.loads(ok(cli("list", "--type", work_type, "--json"))) == []
+
+
+def test_json_times_are_written_as_the_api_writes_them(cli: Cli) -> None:
+    name = f"timed-{uuid.uuid4().hex[:8]}"
+    ok(cli("agents", "register", name))
+    [agent] = [a for a in json.loads(ok(cli("agents", "list", "--json"))) if a["name"] == name]
+    assert agent["registered_at"].endswith("Z") and "+00:00" not in agent["registered_at"]
+    submitted = json.loads(ok(cli("submit", "-", "--type", "t", "--everyone", "--json", stdin="x")))
+    assert submitted["item"]["created_at"].endswith("Z")
+
+
+def test_errors_name_the_whole_subcommand(
+    broker: BrokerProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORKQUEUE_URL", broker.url)
+    monkeypatch.setenv("WORKQUEUE_TOKEN", broker.admin_token)
+    assert main(["agents", "register", "x", "--label", "no-equals"]) == 2
+    assert main(["agents", "token", "rotate", "no-such-agent"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("workqueue agents register: error: --label")
+    assert lines[1].startswith("workqueue agents token rotate: error: no agent is named")
+
+
+def test_agent_configuration_errors_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("WORKQUEUE_AGENT_TOKEN", "WORKQUEUE_AGENT_TOKEN_FILE", "WORKQUEUE_REGISTER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKQUEUE_ALLOW_ROOT", "true")
+    assert main(["agent", "--concurrency", "0"]) == 2
+    assert main(["agent", "--permanent-exit-codes", "2,300"]) == 2
+    assert main(["agent", "--output-tail", "1MiB"]) == 2
+    assert main(["agent"]) == 2  # no token, nothing to register with
+    assert main(["agent", "--register", "laptop"]) == 2  # no admin token here
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 5, lines
+    assert "--concurrency" in lines[0] and "1..1000" in lines[0]
+    assert "--permanent-exit-codes" in lines[1] and "1..255" in lines[1]
+    assert "--output-tail" in lines[2]
+    assert "no agent token" in lines[3]
+    assert "admin token" in lines[4]
+    assert not (tmp_path / "workqueue-agent-laptop.token").exists()
+
+
+def test_the_agent_refuses_to_run_as_root_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WORKQUEUE_ALLOW_ROOT", raising=False)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert main(["agent", "--agent-token", "wq_whatever"]) == 2
+    assert "refusing to run scripts as root" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 Two slow items (60 s each, claimed first by priority) and many quick ones are
 queued. Once some quick ones are done the process gets SIGTERM with a 1 s grace
 period: it must exit cleanly long before the slow handlers could finish, leaving
-nothing claimed (the slow attempts are failed as retryable "Shutdown"). Another
+nothing claimed (the slow attempts are released, uncharged, as "Shutdown"). Another
 worker then finishes the rest, and every item ends in the log exactly once.
 """
 
@@ -156,8 +156,9 @@ async def test_sigterm_mid_load_exits_within_grace_and_loses_nothing(tmp_path: P
                 item = await store.get(work_id)
                 assert item is not None
                 assert item.status is WorkStatus.PENDING
-                assert item.last_error is not None
-                assert item.last_error.reason == SHUTDOWN
+                assert (item.attempt, item.executions, item.last_error) == (1, 0, None)
+                events = await store.events(work_id)
+                assert events[-1].detail.startswith(f"released: {SHUTDOWN}")
 
             finisher = Worker(
                 broker,

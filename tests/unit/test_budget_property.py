@@ -78,6 +78,7 @@ operations = st.one_of(
     st.tuples(st.just("fail"), token_index, st.just(True), local, by_holder),
     st.tuples(st.just("heartbeat"), token_index, local, by_holder),
     st.tuples(st.just("complete"), token_index, local, by_holder),
+    st.tuples(st.just("release"), token_index, st.just(0), by_holder),
     st.tuples(st.just("advance"), st.sampled_from([0, 1, 5, 30, 61, 120, 600, 3600])),
     st.tuples(st.just("sweep")),
 )
@@ -85,16 +86,18 @@ operations = st.one_of(
 
 @dataclass
 class Budget:
-    """What the test itself has seen of one item: claims and accepted local retries."""
+    """What the test itself has seen of one item: claims, releases (refunded) and
+    accepted local retries."""
 
     limit: int
     claims: int = 0
+    released: int = 0
     local_total: int = 0
     local_current: int = 0
 
     @property
     def executions(self) -> int:
-        return self.claims + self.local_total
+        return self.claims - self.released + self.local_total
 
     def would_overspend(self, reported: int) -> bool:
         return reported > self.local_current and (
@@ -129,10 +132,10 @@ def snapshot(qs: ReferenceStore, ids: list[UUID]) -> list[object]:
     return [(qs.get(i), qs.get_record(i), qs.events(i)) for i in ids]
 
 
-def charged_from_events(events: list[Event]) -> tuple[int, int]:
-    """(claims, local retries) read from a timeline without requeues."""
+def charged_from_events(events: list[Event]) -> tuple[int, int, int]:
+    """(claims, local retries, releases) read from a timeline without requeues."""
     assert events[0].from_status is None
-    claims = local_retries = 0
+    claims = local_retries = releases = 0
     previous = events[0].executions
     assert previous == 0
     for step_event in events[1:]:
@@ -140,11 +143,15 @@ def charged_from_events(events: list[Event]) -> tuple[int, int]:
         if step_event.from_status is WorkStatus.PENDING and step_event.to_status is CLAIMED:
             claims += 1
             assert executions == previous + 1, "a claim charges exactly one execution"
+        elif step_event.detail.startswith("released"):
+            releases += 1
+            assert step_event.to_status is WorkStatus.PENDING
+            assert executions == previous - 1, "a release refunds exactly the interrupted run"
         else:
             assert executions >= previous, "only a requeue lowers executions"
             local_retries += executions - previous
         previous = executions
-    return claims, local_retries
+    return claims, local_retries, releases
 
 
 def check_invariants(h: History) -> None:
@@ -153,12 +160,16 @@ def check_invariants(h: History) -> None:
         limit = state.retry_policy.max_retries + 1
         assert budget.limit == limit
         assert state.executions <= limit
-        assert state.attempt <= limit
+        assert state.attempt - budget.released <= limit  # released claims are not charged
         assert state.executions == budget.executions
         assert state.attempt == budget.claims
-        claims, local_retries = charged_from_events(h.qs.events(work_id))
-        assert claims + local_retries <= limit
-        assert (claims, local_retries) == (budget.claims, budget.local_total)
+        claims, local_retries, releases = charged_from_events(h.qs.events(work_id))
+        assert claims - releases + local_retries <= limit
+        assert (claims, local_retries, releases) == (
+            budget.claims,
+            budget.local_total,
+            budget.released,
+        )
         if state.status is WorkStatus.FAILED and state.executions == limit:
             event("an item failed with its budget spent")
             for agent_id in AGENTS:
@@ -214,6 +225,8 @@ def step(h: History, op: tuple[Any, ...]) -> None:
             qs.heartbeat(token, agent_id, h.now, local_retries=reported)
         elif kind == "complete":
             qs.complete(token, agent_id, h.now, local_retries=reported)
+        elif kind == "release":
+            qs.release(token, agent_id, h.now, "shutdown")
         else:
             failure = Failure.retryable("Timeout") if op[2] else Failure.permanent("Invalid")
             qs.fail(token, agent_id, h.now, failure, local_retries=reported)
@@ -224,7 +237,11 @@ def step(h: History, op: tuple[Any, ...]) -> None:
     except WorkqueueError:
         assert snapshot(qs, ids) == before, "a refused report changes nothing"
     else:
-        if finished:  # a repeated terminal report: answered from the log
+        if kind == "release":
+            event("a claim was released")
+            budget.released += 1
+            budget.local_current = 0
+        elif finished:  # a repeated terminal report: answered from the log
             assert snapshot(qs, ids) == before
         else:
             assert not overspend, "a report beyond the budget was accepted"

@@ -70,6 +70,7 @@ operations = st.one_of(
     st.tuples(st.just("heartbeat"), pick, st.integers(0, 3)),
     st.tuples(st.just("complete"), pick, st.integers(0, 2)),
     st.tuples(st.just("fail"), pick, st.booleans(), st.integers(0, 2)),
+    st.tuples(st.just("release"), pick),
     st.tuples(st.just("advance"), st.sampled_from([1, 11, 61, 600])),
     st.tuples(st.just("sweep")),
     st.tuples(st.just("approve"), pick),
@@ -120,6 +121,8 @@ def run_history(
                     qs.heartbeat(token, agent_id, now, local_retries=op[2])
                 elif kind == "complete":
                     qs.complete(token, agent_id, now, result="ok", local_retries=op[2])
+                elif kind == "release":
+                    qs.release(token, agent_id, now, "shutdown")
                 else:
                     failure = Failure.retryable("Timeout") if op[2] else Failure.permanent("Bad")
                     qs.fail(token, agent_id, now, failure, local_retries=op[3])

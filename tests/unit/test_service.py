@@ -21,6 +21,7 @@ from workqueue_core.domain.errors import (
     UnknownAgent,
     UnknownWork,
 )
+from workqueue_core.domain.limits import MAX_AGENT_IDS
 from workqueue_core.domain.models import (
     AgentStatus,
     Completion,
@@ -114,6 +115,11 @@ def request(**overrides: object) -> SubmitRequest:
         ({"idempotency_key": "k" * 300}, InvalidInput, "idempotency_key"),
         ({"labels": {"bad key!": "v"}}, LabelError, "invalid labels: .*bad key!"),
         ({"labels": {f"k{n}": "v" for n in range(65)}}, LabelError, "at most 64 labels"),
+        (
+            {"targeting": Targeting.agents(*(UUID(int=n) for n in range(1, 102)))},
+            InvalidInput,
+            "101 agent ids; the limit is 100",
+        ),
     ],
 )
 async def test_submit_rejects_bad_input_and_stores_nothing(
@@ -193,6 +199,30 @@ async def test_agent_tokens_are_issued_once_and_stored_hashed(service: BrokerSer
     assert (await service.authenticate_agent(issued.token)) == stored
     assert await service.authenticate_agent(issued.token + "x") is None
     assert await service.authenticate_agent("not-a-token") is None
+
+
+async def test_targeting_may_list_up_to_the_bound_of_agent_ids(service: BrokerService) -> None:
+    ids = [UUID(int=n) for n in range(1, MAX_AGENT_IDS + 1)]
+    result = await service.submit(
+        request(work_type="test", spec="x", targeting=Targeting.agents(*ids))
+    )
+    assert result.item.targeting.agent_ids == frozenset(ids)
+
+
+async def test_rotate_and_revoke_end_the_old_token_at_once(service: BrokerService) -> None:
+    issued = await service.register_agent("rotating")
+    rotated = await service.rotate_agent_token(issued.agent.id)
+    assert rotated.token != issued.token and rotated.token.startswith("wq_")
+    assert await service.authenticate_agent(issued.token) is None
+    assert (await service.authenticate_agent(rotated.token)) == rotated.agent
+    revoked = await service.revoke_agent(issued.agent.id)
+    assert revoked.status is AgentStatus.INACTIVE
+    assert await service.authenticate_agent(rotated.token) is None
+    # an INACTIVE agent's token is refused even when its hash still matches
+    again = await service.rotate_agent_token(issued.agent.id)
+    assert await service.authenticate_agent(again.token) is None
+    await service.update_agent(issued.agent.id, status=AgentStatus.ACTIVE)
+    assert (await service.authenticate_agent(again.token)) is not None
 
 
 async def test_lifecycle_claim_heartbeat_complete_and_timeline(

@@ -432,6 +432,66 @@ def test_local_retries_reported_on_failure_can_spend_the_budget() -> None:
 # --- lease expiry ----------------------------------------------------------------------------
 
 
+def test_release_hands_the_claim_back_uncharged_at_once() -> None:
+    item = claimed_item(not_before=T0)
+    after, event = transitions.release(item, A, at(30), "shutdown")
+    assert after.status is PENDING
+    assert after.executions == 0  # the budget is as before the claim
+    assert after.attempt == item.attempt == 1  # the released token stays stale
+    assert (after.claimed_by, after.claimed_at, after.lease_expires_at) == (None, None, None)
+    assert after.not_before is None  # claimable again at once
+    assert_event(event, item, after, transitions.agent_actor(A), at(30))
+    assert event.detail == "released: shutdown"
+
+
+def test_release_keeps_local_retries_charged_and_only_refunds_the_interrupted_run() -> None:
+    item, _ = transitions.heartbeat(claimed_item(), A, at(10), local_retries=2)
+    assert item.executions == 3
+    after, event = transitions.release(item, A, at(20))
+    assert after.executions == 2
+    assert after.local_retries == 0
+    assert event.detail == "released"
+
+
+def test_a_released_token_is_stale_and_the_next_claim_gets_a_fresh_one() -> None:
+    item = claimed_item()
+    old = item.token
+    released, _ = transitions.release(item, A, at(5))
+    with pytest.raises(LeaseLost):
+        transitions.check_token(released, None, old, A)
+    again, _ = transitions.claim(released, make_agent(B), at(6))
+    assert again.token != old
+    assert again.attempt == 2 and again.executions == 1
+    with pytest.raises(LeaseLost):
+        transitions.check_token(again, None, old, A)
+    assert transitions.check_token(again, None, again.token, B) == again
+
+
+@pytest.mark.parametrize("status", [HELD, PENDING, SUCCEEDED, FAILED, CANCELED])
+def test_release_of_a_non_claimed_item_is_an_invalid_transition(status: WorkStatus) -> None:
+    with pytest.raises(InvalidTransition):
+        transitions.release(make_item(status=status), A, T0)
+
+
+def test_released_runs_do_not_count_towards_the_budget() -> None:
+    """Four graceful releases of a one-retry item then two real failures: FAILED only then."""
+    qs = new_state()
+    qs.submit(make_item(retry_policy=attrs.evolve(POLICY, max_retries=1)), "user", T0)
+    now = T0
+    for _ in range(4):
+        claimed = qs.claim(WID, A, now)
+        qs.release(claimed.token, A, now, "shutdown")
+    assert stored(qs).executions == 0
+    claimed = qs.claim(WID, A, now)
+    qs.fail(claimed.token, A, now, Failure.retryable("Timeout"))
+    now += timedelta(hours=1)
+    claimed = qs.claim(WID, A, now)
+    assert claimed.attempt == 6
+    qs.fail(claimed.token, A, now, Failure.retryable("Timeout"))
+    assert stored(qs).status is FAILED
+    assert stored(qs).executions == 2
+
+
 def test_lease_expired_is_inclusive_of_the_deadline() -> None:
     item = claimed_item()
     assert item.lease_expires_at == at(60)
@@ -580,8 +640,9 @@ EVENTS = [
     "sweep",
     "cancel",
     "requeue",
+    "release",
 ]
-TOKEN_EVENTS = {"heartbeat", "complete", "fail_retryable", "fail_permanent"}
+TOKEN_EVENTS = {"heartbeat", "complete", "fail_retryable", "fail_permanent", "release"}
 
 LEGAL: dict[tuple[WorkStatus, str], WorkStatus] = {
     (HELD, "approve"): PENDING,
@@ -594,6 +655,7 @@ LEGAL: dict[tuple[WorkStatus, str], WorkStatus] = {
     (CLAIMED, "fail_permanent"): FAILED,
     (CLAIMED, "sweep"): PENDING,
     (CLAIMED, "cancel"): CANCELED,
+    (CLAIMED, "release"): PENDING,
     (FAILED, "requeue"): PENDING,
 }
 # The same terminal report repeated with the same token returns the same record.
@@ -649,6 +711,7 @@ def perform(qs: ReferenceStore, event: str, token: ClaimToken) -> object:
         "sweep": lambda: qs.sweep(T1),
         "cancel": lambda: qs.cancel(WID, "admin", T1),
         "requeue": lambda: qs.requeue(WID, "admin", T1),
+        "release": lambda: qs.release(token, A, T1, "shutdown"),
     }
     return actions[event]()
 
@@ -700,6 +763,10 @@ def test_transition_table(status: WorkStatus, event: str) -> None:
         if event == "claim":
             assert after.attempt == before_item.attempt + 1
             assert after.claimed_by == B
+        if event == "release":
+            assert after.attempt == before_item.attempt
+            assert after.executions == before_item.executions - 1
+            assert last.detail == "released: shutdown"
         return
 
     if (status, event) in REPEATS:

@@ -37,6 +37,7 @@ from workqueue_core.domain.models import (
     WorkQuery,
     WorkStatus,
 )
+from workqueue_core.executor.handlers import Success
 from workqueue_core.executor.worker import (
     SHUTDOWN,
     TIMEOUT,
@@ -89,6 +90,20 @@ async def lease_renewed_at(harness: Harness, work_id: UUID, now: datetime) -> bo
     item = await queued(harness, work_id)
     expires = item.lease_expires_at
     return expires is not None and expires >= now + item.claim_timeout
+
+
+async def assert_released(harness: Harness, work_id: UUID, attempt: int = 1) -> None:
+    """The item is PENDING again, uncharged: its budget is as before the claim (events too)."""
+    item = await queued(harness, work_id)
+    assert item.status is WorkStatus.PENDING
+    assert (item.attempt, item.executions, item.claimed_by) == (attempt, attempt - 1, None)
+    assert item.last_error is None
+    events = await harness.events(work_id)
+    claimed, released = events[-2:]
+    assert (claimed.to_status, released.to_status) == (WorkStatus.CLAIMED, WorkStatus.PENDING)
+    assert released.detail.startswith(f"released: {SHUTDOWN}")
+    assert released.executions == claimed.executions - 1
+    await harness.check_replay(work_id)
 
 
 async def claimed_count(harness: Harness) -> int:
@@ -588,10 +603,7 @@ async def test_graceful_stop_finishes_within_grace_and_releases_the_rest(
     assert await claimed_count(harness) == 0
     quick_record = await harness.record(quick_id)
     assert quick_record.result == "finished in grace"
-    stuck_item = await queued(harness, stuck_id)
-    assert stuck_item.last_error is not None
-    assert stuck_item.last_error.reason == SHUTDOWN
-    assert stuck_item.last_error.failure_class is FailureClass.RETRYABLE
+    await assert_released(harness, stuck_id)
     assert worker.stats.released == 1
 
     second = make_worker(harness, name="worker-2")
@@ -603,6 +615,7 @@ async def test_graceful_stop_finishes_within_grace_and_releases_the_rest(
     async with running(second):
         [record] = await harness.wait_ended(stuck_id)
     assert record.result == "done on attempt 2"
+    assert record.item.executions == 1  # the released run was not charged
     await harness.check_replay(stuck_id)
 
 
@@ -631,9 +644,7 @@ async def test_cancelling_the_worker_releases_its_claims(harness: Harness) -> No
 
     assert await claimed_count(harness) == 0
     for work_id in ids:
-        item = await queued(harness, work_id)
-        assert item.last_error is not None
-        assert item.last_error.reason == SHUTDOWN
+        await assert_released(harness, work_id)
     assert worker.stats.released == 3
 
 
@@ -695,8 +706,7 @@ async def test_a_handler_raising_a_base_exception_ends_the_worker(harness: Harne
         await worker.run()
     assert [type(e) for e in raised.value.exceptions] == [Abort]
     for work_id in hang_ids:  # the others were cancelled and released, as on a cancel
-        item = await queued(harness, work_id)
-        assert item.last_error is not None and item.last_error.reason == SHUTDOWN
+        await assert_released(harness, work_id)
     assert worker.running == 0
 
 
@@ -763,3 +773,33 @@ async def test_stop_before_run_claims_nothing(harness: Harness) -> None:
         await worker.run()
     assert isinstance(await harness.state(work_id), WorkItem)
     assert not isinstance(await harness.state(work_id), ExecutionRecord)
+
+
+class EchoRunner:
+    """A runner of its own: the spec, reversed, is the result; ``boom`` fails for good."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    @property
+    def work_types(self) -> list[str]:
+        return ["echo-runner"]
+
+    async def run(self, job: Job) -> Success | Failure:
+        self.seen.append((job.spec, job.attempt))
+        if job.spec == "boom":
+            return Failure.permanent("Boom", "as asked")
+        return Success(job.spec[::-1])
+
+
+async def test_a_worker_runs_attempts_with_the_runner_it_is_given(harness: Harness) -> None:
+    runner = EchoRunner()
+    worker = Worker(harness.source(), name="runner-worker", runner=runner, options=fast_options())
+    ok_id = await harness.submit("echo-runner", "abc")
+    boom_id = await harness.submit("echo-runner", "boom")
+    async with running(worker):
+        ok_record, boom_record = await harness.wait_ended(ok_id, boom_id)
+    assert (ok_record.status, ok_record.result) == (WorkStatus.SUCCEEDED, "cba")
+    assert boom_record.status is WorkStatus.FAILED
+    assert sorted(runner.seen) == [("abc", 1), ("boom", 1)]
+    assert worker.handlers.work_types == []  # the handlers were never consulted

@@ -156,6 +156,10 @@ class GatedSource:
         self._check()
         return await self.inner.fail(token, agent_id, failure, local_retries)
 
+    async def release(self, token: ClaimToken, agent_id: UUID, reason: str = "") -> WorkItem:
+        self._check()
+        return await self.inner.release(token, agent_id, reason)
+
     async def agent_heartbeat(self, agent_id: UUID) -> Agent:
         self._check()
         return await self.inner.agent_heartbeat(agent_id)
@@ -302,6 +306,7 @@ def test_broker_service_is_a_work_source() -> None:
         "complete_many",
         "complete_many_quiet",
         "fail",
+        "release",
         "agent_heartbeat",
     }
     for name in port_methods:

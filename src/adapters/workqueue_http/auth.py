@@ -8,18 +8,27 @@ comparison is between hashes, in constant time. Tokens are never logged.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import attrs
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 
-from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.errors import InvalidInput, WorkqueueError
 from workqueue_core.domain.models import Agent
 from workqueue_core.domain.tokens import hash_token
 from workqueue_core.service.broker import BrokerService
 
 MAX_TOKEN_LENGTH = 512
+
+SEEN_INTERVAL = 10.0
+"""An authenticated agent's ``last_seen_at`` is written at most this often (seconds):
+any agent call counts as seen, but a store write per claim or completion would cost
+the hot path."""
+
+log = logging.getLogger("workqueue.http")
 
 
 @attrs.frozen
@@ -44,9 +53,19 @@ ADMIN = Caller()
 class Authenticator:
     """Resolves ``Authorization: Bearer <token>`` headers to callers."""
 
-    def __init__(self, service: BrokerService, admin_tokens: Sequence[str]) -> None:
+    def __init__(
+        self,
+        service: BrokerService,
+        admin_tokens: Sequence[str],
+        *,
+        seen_interval: float = SEEN_INTERVAL,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._service = service
         self._admin_hashes = tuple(hash_token(t) for t in admin_tokens if t)
+        self._seen_interval = seen_interval
+        self._monotonic = monotonic
+        self._seen: dict[UUID, float] = {}
 
     async def caller(self, authorization: str | None) -> Caller:
         """The caller a header names; ``NotAuthorizedException`` (401) when none."""
@@ -60,7 +79,20 @@ class Authenticator:
         agent = await self._service.authenticate_agent(token)
         if agent is None:
             raise NotAuthorizedException(detail="the bearer token is not valid")
+        await self._seen_now(agent)
         return Caller(agent)
+
+    async def _seen_now(self, agent: Agent) -> None:
+        """Touch the agent, unless this process did within ``seen_interval``."""
+        now = self._monotonic()
+        last = self._seen.get(agent.id)
+        if last is not None and now - last < self._seen_interval:
+            return
+        self._seen[agent.id] = now  # before the write: concurrent calls do not repeat it
+        try:
+            await self._service.agent_heartbeat(agent.id)
+        except WorkqueueError as error:
+            log.debug("recording that agent %s was seen failed: %s", agent.id, error)
 
 
 def _bearer(authorization: str | None) -> str:

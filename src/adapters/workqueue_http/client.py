@@ -394,6 +394,17 @@ class BrokerClient:
         )
         return wire.view_in(out)
 
+    async def release(self, token: ClaimToken, agent_id: UUID, reason: str = "") -> WorkItem:
+        body = wire.ReleaseBody(attempt=token.attempt, agent_id=agent_id, reason=reason)
+        out = await self._call(
+            "POST",
+            f"{_work_path(token.work_id)}/release",
+            wire.WorkItemOut,
+            repeatable=False,
+            json=body,
+        )
+        return wire.item_in(out)
+
     async def cancel(
         self, work_id: UUID, actor: str = "admin", reason: str = ""
     ) -> ExecutionRecord:
@@ -440,6 +451,23 @@ class BrokerClient:
             "POST", f"{API}/agents", wire.IssuedAgentOut, repeatable=False, json=body
         )
         return IssuedAgent(wire.agent_in(out.agent), out.token)
+
+    async def whoami(self) -> Agent:
+        """The agent this client's (agent) token belongs to."""
+        out = await self._call("GET", f"{API}/agents/me", wire.AgentOut, repeatable=True)
+        return wire.agent_in(out)
+
+    async def rotate_agent_token(self, agent_id: UUID) -> IssuedAgent:
+        out = await self._call(
+            "POST", f"{_agent_path(agent_id)}/token", wire.IssuedAgentOut, repeatable=False
+        )
+        return IssuedAgent(wire.agent_in(out.agent), out.token)
+
+    async def revoke_agent(self, agent_id: UUID) -> Agent:
+        out = await self._call(
+            "POST", f"{_agent_path(agent_id)}/revoke", wire.AgentOut, repeatable=True
+        )
+        return wire.agent_in(out)
 
     async def get_agent(self, agent_id: UUID) -> Agent:
         out = await self._call("GET", _agent_path(agent_id), wire.AgentOut, repeatable=True)

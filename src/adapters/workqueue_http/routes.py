@@ -146,6 +146,14 @@ def _token(work_id: UUID, attempt: int, local_retries: int) -> ClaimToken:
     return ClaimToken(work_id, attempt)
 
 
+async def _holder(ctx: ApiContext, caller: Caller, agent_id: UUID | None) -> UUID:
+    """The agent a claim-token request acts as; an admin must name a known agent (404)."""
+    acting = acting_agent(caller, agent_id)
+    if caller.is_admin:
+        await ctx.service.get_agent(acting)  # UnknownAgent: 404 unknown-agent
+    return acting
+
+
 def _check_wait(wait: float) -> float:
     check_wait(wait)
     return wait
@@ -301,12 +309,14 @@ async def list_log(
 
 
 def _held_by(caller: Caller, value: object) -> None:
-    """An agent may read only the items it holds or last held."""
+    """An agent reads only an item it holds now, or the log record of a run it ended."""
     if caller.agent is None:
         return
     item = value.item if isinstance(value, ExecutionRecord) else value
     if getattr(item, "claimed_by", None) != caller.agent.id:
-        raise PermissionDeniedException(detail="an agent may read only work it has claimed")
+        raise PermissionDeniedException(
+            detail="an agent may read only work it holds, or the record of a run it ended"
+        )
 
 
 @get(
@@ -413,7 +423,7 @@ async def heartbeat_work(
     request: Request[Any, Any, Any], work_id: WorkId, data: Annotated[wire.HeartbeatBody, _JSON]
 ) -> wire.WorkItemOut:
     ctx = api_context(request)
-    agent_id = acting_agent(_caller(request), data.agent_id)
+    agent_id = await _holder(ctx, _caller(request), data.agent_id)
     token = _token(work_id, data.attempt, data.local_retries)
     return wire.item_out(await ctx.service.heartbeat(token, agent_id, data.local_retries))
 
@@ -428,7 +438,7 @@ async def complete_work(
     request: Request[Any, Any, Any], work_id: WorkId, data: Annotated[wire.CompleteBody, _JSON]
 ) -> wire.ExecutionRecordOut:
     ctx = api_context(request)
-    agent_id = acting_agent(_caller(request), data.agent_id)
+    agent_id = await _holder(ctx, _caller(request), data.agent_id)
     wire.check_text("result", data.result)
     token = _token(work_id, data.attempt, data.local_retries)
     record = await ctx.service.complete(token, agent_id, data.result, data.local_retries)
@@ -446,12 +456,32 @@ async def fail_work(
     request: Request[Any, Any, Any], work_id: WorkId, data: Annotated[wire.FailBody, _JSON]
 ) -> wire.WorkView:
     ctx = api_context(request)
-    agent_id = acting_agent(_caller(request), data.agent_id)
+    agent_id = await _holder(ctx, _caller(request), data.agent_id)
     failure = wire.failure_in(data.failure)
     token = _token(work_id, data.attempt, data.local_retries)
     outcome = await ctx.service.fail(token, agent_id, failure, data.local_retries)
     ctx.metrics.observe_failure(outcome)
     return wire.view_out(outcome)
+
+
+@post(
+    "/work/{work_id:uuid}/release",
+    status_code=200,
+    summary="Hand a claim back unfinished: PENDING at once, the run not charged to the budget",
+    description=(
+        "For an agent shutting down gracefully. The claim token (`attempt`) stays stale; "
+        "the next claim gets a fresh one."
+    ),
+    responses=problems(404, 409),
+)
+async def release_work(
+    request: Request[Any, Any, Any], work_id: WorkId, data: Annotated[wire.ReleaseBody, _JSON]
+) -> wire.WorkItemOut:
+    ctx = api_context(request)
+    agent_id = await _holder(ctx, _caller(request), data.agent_id)
+    wire.check_text("reason", data.reason)
+    token = _token(work_id, data.attempt, 0)
+    return wire.item_out(await ctx.service.release(token, agent_id, data.reason))
 
 
 @get(
@@ -519,6 +549,8 @@ async def complete_many(
     ctx = api_context(request)
     caller = _caller(request)
     require_self(caller, agent_id)
+    if caller.is_admin:
+        await ctx.service.get_agent(agent_id)  # UnknownAgent: 404 unknown-agent
     for entry in data.completions:
         wire.check_text("result", entry.result)
     completions = [
@@ -575,6 +607,50 @@ async def list_agents(
     require_admin(_caller(request))
     agents = await ctx.service.list_agents(AgentStatus(status) if status is not None else None)
     return wire.AgentList(agents=[wire.agent_out(a) for a in agents])
+
+
+@get(
+    "/agents/me",
+    summary="The agent an agent token belongs to",
+    description="For an agent finding its own id from its token; an admin token gets 403.",
+    responses=problems(),
+)
+async def agent_self(request: Request[Any, Any, Any]) -> wire.AgentOut:
+    caller = _caller(request)
+    if caller.agent is None:
+        raise PermissionDeniedException(detail="an admin token is no agent")
+    return wire.agent_out(caller.agent)
+
+
+@post(
+    "/agents/{agent_id:uuid}/token",
+    status_code=200,
+    summary="Rotate an agent's token",
+    description="The response holds the new token, shown only this once; the old one gets 401 "
+    "from now on.",
+    responses=problems(404),
+)
+async def rotate_agent_token(
+    request: Request[Any, Any, Any], agent_id: AgentId
+) -> wire.IssuedAgentOut:
+    ctx = api_context(request)
+    require_admin(_caller(request))
+    issued = await ctx.service.rotate_agent_token(agent_id)
+    return wire.IssuedAgentOut(agent=wire.agent_out(issued.agent), token=issued.token)
+
+
+@post(
+    "/agents/{agent_id:uuid}/revoke",
+    status_code=200,
+    summary="Revoke an agent: INACTIVE, its token gets 401 from now on",
+    description="Its claims stay until they end or their leases expire; a token rotation "
+    "and `status: ACTIVE` bring the agent back.",
+    responses=problems(404),
+)
+async def revoke_agent(request: Request[Any, Any, Any], agent_id: AgentId) -> wire.AgentOut:
+    ctx = api_context(request)
+    require_admin(_caller(request))
+    return wire.agent_out(await ctx.service.revoke_agent(agent_id))
 
 
 @get("/agents/{agent_id:uuid}", summary="Get an agent", responses=problems(404))
@@ -659,12 +735,16 @@ def api_router() -> Router:
             heartbeat_work,
             complete_work,
             fail_work,
+            release_work,
             pending_work,
             claim_next,
             complete_many,
             register_agent,
             list_agents,
+            agent_self,
             get_agent,
+            rotate_agent_token,
+            revoke_agent,
             update_agent,
             agent_heartbeat,
             drain_agent,

@@ -24,6 +24,7 @@ from uuid import UUID
 import msgspec
 
 from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.limits import MAX_AGENT_IDS
 from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
@@ -235,6 +236,14 @@ class FailBody(msgspec.Struct, kw_only=True):
     failure: FailureWire
     agent_id: UUID | None = None
     local_retries: int = 0
+
+
+class ReleaseBody(msgspec.Struct, kw_only=True):
+    """Hand back the claim ``attempt`` unfinished, with why (e.g. the agent shuts down)."""
+
+    attempt: int
+    agent_id: UUID | None = None
+    reason: str = ""
 
 
 class CompletionIn(msgspec.Struct, kw_only=True):
@@ -553,6 +562,10 @@ def retry_policy_in(wire: RetryPolicyWire) -> RetryPolicy:
 def targeting_in(wire: TargetingIn | TargetingOut) -> Targeting:
     """Targeting (``Targeting.from_mapping``); the selector may be the string or the
     structured form."""
+    if len(wire.agent_ids) > MAX_AGENT_IDS:
+        raise InvalidInput(
+            f"targeting.agent_ids lists {len(wire.agent_ids)} ids; the limit is {MAX_AGENT_IDS}"
+        )
     if isinstance(wire.selector, str):
         check_text("targeting.selector", wire.selector)
     return Targeting.from_mapping({"agent_ids": wire.agent_ids, "selector": wire.selector})

@@ -120,6 +120,11 @@ class MemoryStore:
     ) -> WorkItem | ExecutionRecord:
         return self.state.fail(token, agent_id, now, failure, local_retries)
 
+    async def release(
+        self, token: ClaimToken, agent_id: UUID, now: datetime, reason: str = ""
+    ) -> WorkItem:
+        return self.state.release(token, agent_id, now, reason)
+
     async def cancel(
         self, work_id: UUID, actor: str, now: datetime, reason: str = ""
     ) -> ExecutionRecord:

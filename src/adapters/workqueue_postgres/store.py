@@ -645,6 +645,16 @@ class PostgresStore:
             await self._apply(conn, state, event)
             return state
 
+    async def release(
+        self, token: ClaimToken, agent_id: UUID, now: datetime, reason: str = ""
+    ) -> WorkItem:
+        async with self._tx("release") as conn:
+            item, record = await self._held(conn, token, agent_id)
+            held = transitions.check_token(item, record, token, agent_id)
+            after, event = transitions.release(held, agent_id, now, reason)
+            await self._apply(conn, after, event)
+            return after
+
     # --- admin ------------------------------------------------------------------------------
 
     async def cancel(

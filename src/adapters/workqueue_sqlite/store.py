@@ -684,6 +684,17 @@ class SqliteStore:
 
         return await self._run(op)
 
+    async def release(
+        self, token: ClaimToken, agent_id: UUID, now: datetime, reason: str = ""
+    ) -> WorkItem:
+        def op(tx: _Tx) -> WorkItem:
+            item = _check_token(tx, token, agent_id)
+            after, event = transitions.release(item, agent_id, now, reason)
+            tx.apply(after, event)
+            return after
+
+        return await self._run(op)
+
     async def cancel(
         self, work_id: UUID, actor: str, now: datetime, reason: str = ""
     ) -> ExecutionRecord:

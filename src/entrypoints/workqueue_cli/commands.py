@@ -266,9 +266,41 @@ async def cmd_agents_list(client: Any, args: argparse.Namespace, out: TextIO) ->
         render.agent_rows(out, agents)
 
 
+async def find_agent_id(client: Any, name_or_id: str) -> UUID:
+    """The id of the agent named ``name_or_id`` (or that id itself)."""
+    try:
+        return UUID(name_or_id)
+    except ValueError:
+        pass
+    for agent in await client.list_agents():
+        if agent.name == name_or_id:
+            return UUID(str(agent.id))
+    raise UsageError(f"no agent is named {name_or_id!r}")
+
+
+async def cmd_agents_rotate(client: Any, args: argparse.Namespace, out: TextIO) -> None:
+    """``workqueue agents token rotate NAME``: a new token, shown once; the old one is dead."""
+    issued = await client.rotate_agent_token(await find_agent_id(client, args.name))
+    if args.json:
+        render.write_json(out, issued)
+    else:
+        out.write(f"id:    {issued.agent.id}\n")
+        out.write(f"token: {issued.token}\n")
+        out.write("(the old token no longer works; this one is shown only now)\n")
+
+
+async def cmd_agents_revoke(client: Any, args: argparse.Namespace, out: TextIO) -> None:
+    """``workqueue agents revoke NAME``: INACTIVE, and its token gets 401 from now on."""
+    agent = await client.revoke_agent(await find_agent_id(client, args.name))
+    if args.json:
+        render.write_json(out, agent)
+    else:
+        out.write(f"{agent.id} {agent.status.value} (its token no longer works)\n")
+
+
 async def cmd_agents_get(client: Any, args: argparse.Namespace, out: TextIO) -> None:
-    """``workqueue agents get ID``."""
-    agent = await client.get_agent(parse_uuid(args.id))
+    """``workqueue agents get NAME|ID``."""
+    agent = await client.get_agent(await find_agent_id(client, args.id))
     if args.json:
         render.write_json(out, agent)
     else:

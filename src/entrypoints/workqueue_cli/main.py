@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from workqueue_agent.config import AGENT_SETTINGS
 from workqueue_broker.config import SETTINGS, load_config
 from workqueue_cli import commands
 from workqueue_cli.commands import UsageError
@@ -186,8 +187,10 @@ def _add_agent_commands(sub: Any, client: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", help="only ACTIVE, DRAINING or INACTIVE agents")
     listing.set_defaults(handler=commands.cmd_agents_list)
 
-    get = agent_sub.add_parser("get", parents=[client], help="show one agent")
-    get.add_argument("id", help="agent id")
+    get = agent_sub.add_parser(
+        "get", parents=[client], help="show one agent (with when it was last seen)"
+    )
+    get.add_argument("id", metavar="NAME|ID", help="agent name or id")
     get.set_defaults(handler=commands.cmd_agents_get)
 
     drain = agent_sub.add_parser(
@@ -195,6 +198,55 @@ def _add_agent_commands(sub: Any, client: argparse.ArgumentParser) -> None:
     )
     drain.add_argument("id", help="agent id")
     drain.set_defaults(handler=commands.cmd_agents_drain)
+
+    revoke = agent_sub.add_parser(
+        "revoke",
+        parents=[client],
+        help="revoke an agent: INACTIVE, its token gets 401 from now on",
+    )
+    revoke.add_argument("name", metavar="NAME|ID", help="agent name or id")
+    revoke.set_defaults(handler=commands.cmd_agents_revoke)
+
+    token = agent_sub.add_parser("token", help="manage an agent's token")
+    token_sub = token.add_subparsers(dest="token_command", metavar="COMMAND", required=True)
+    rotate = token_sub.add_parser(
+        "rotate",
+        parents=[client],
+        help="issue a new token (printed once); the old one gets 401 from now on",
+    )
+    rotate.add_argument("name", metavar="NAME|ID", help="agent name or id")
+    rotate.set_defaults(handler=commands.cmd_agents_rotate)
+
+
+def _add_agent(sub: Any) -> None:
+    agent = sub.add_parser(
+        "agent",
+        help="run an agent: claim work from a broker and run it on this machine",
+        description="Run an agent that claims `shell` work (or --work-types) and runs each "
+        "item's spec as a script in a subprocess. Whoever can submit such work to this agent "
+        "runs code as this user. Each flag can also be set by the environment variable shown, "
+        "or in the [agent] table of a TOML file given by --config.",
+    )
+    agent.add_argument(
+        "--config", type=Path, help="TOML file of settings (env WORKQUEUE_AGENT_CONFIG)"
+    )
+    for setting in AGENT_SETTINGS:
+        if setting.name == "allow_root":
+            agent.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action="store_const",
+                const="true",
+                help=f"{setting.help} [env {setting.env}]",
+            )
+        else:
+            agent.add_argument(
+                setting.flag,
+                dest=setting.name,
+                metavar=setting.metavar,
+                help=f"{setting.help} [env {setting.env}]",
+            )
+    agent.set_defaults(run=_run_agent)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_broker(sub)
+    _add_agent(sub)
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument(
         "--database-url",
@@ -242,6 +295,14 @@ def _run_broker(args: argparse.Namespace) -> int:
             f"the broker needs the 'broker' extra (pip install 'workqueue[broker]'): {error}"
         ) from None
     return run(config)
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from workqueue_agent.config import load_agent_config
+    from workqueue_agent.main import run
+
+    flags = {setting.name: getattr(args, setting.name) for setting in AGENT_SETTINGS}
+    return run(load_agent_config(flags, os.environ, args.config))
 
 
 def _run_migrate(args: argparse.Namespace) -> int:
@@ -298,6 +359,16 @@ def describe_error(error: BaseException, url: str) -> tuple[str, int]:
     return explain(error, url)
 
 
+def command_name(args: argparse.Namespace) -> str:
+    """``workqueue agents register``, ``workqueue agents token rotate``, ``workqueue get``…"""
+    words = ["workqueue", args.command]
+    for attribute in ("agents_command", "token_command"):
+        word = getattr(args, attribute, None)
+        if word:
+            words.append(word)
+    return " ".join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -313,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("WORKQUEUE_DEBUG"):
             traceback.print_exc()
         message, status = describe_error(error, url)
-        print(f"workqueue {args.command}: error: {message}", file=sys.stderr)
+        print(f"{command_name(args)}: error: {message}", file=sys.stderr)
         return status
 
 

@@ -30,6 +30,12 @@ from workqueue_core.domain.selectors import LabelSelector
 _HIDDEN_FIELDS = frozenset({"token_hash"})
 
 
+def iso_time(value: datetime) -> str:
+    """ISO 8601 with ``Z`` for UTC, as the API writes times."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def jsonable(value: object) -> Any:
     """Plain JSON data for a domain object (recursively)."""
     if value is None or isinstance(value, bool | int | float | str):
@@ -37,7 +43,7 @@ def jsonable(value: object) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
-        return value.isoformat()
+        return iso_time(value)
     if isinstance(value, timedelta):
         return value.total_seconds()
     if isinstance(value, enum.Enum):
@@ -55,7 +61,7 @@ def jsonable(value: object) -> Any:
         return {
             "id": str(value.id),
             "status": value.status.value,
-            "finished_at": value.finished_at.isoformat(),
+            "finished_at": iso_time(value.finished_at),
             "finished_by": value.finished_by,
             "result": value.result,
             "item": jsonable(value.item),
@@ -112,7 +118,10 @@ def table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[object]])
 
 
 def work_rows(out: TextIO, items: Sequence[WorkItem | ExecutionRecord]) -> None:
-    """A table of queue items and/or log records."""
+    """A table of queue items and/or log records; a line saying so when there are none."""
+    if not items:
+        out.write("nothing matched\n")
+        return
     rows = []
     for entry in items:
         item = entry.item if isinstance(entry, ExecutionRecord) else entry

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Final
 
 __all__ = [
+    "MAX_AGENT_IDS",
     "MAX_ANNOTATIONS",
     "MAX_ANNOTATION_KEY_CHARS",
     "MAX_ANNOTATION_VALUE_BYTES",
@@ -54,6 +55,8 @@ MAX_MESSAGE_BYTES: Final = 4096
 """Longest failure message or cancel reason, in UTF-8 bytes."""
 MAX_RESULT_BYTES: Final = 65_536
 """Longest result, in UTF-8 bytes."""
+MAX_AGENT_IDS: Final = 100
+"""Most agents one item's targeting may list by id (a page of items stays small)."""
 MAX_ANNOTATIONS: Final = 64
 """Most annotations on one agent."""
 MAX_ANNOTATION_KEY_CHARS: Final = 253

@@ -270,6 +270,30 @@ def fail(
     return record, _event(item, ended, actor, now, detail)
 
 
+def release(
+    item: WorkItem, agent_id: UUID, now: datetime, reason: str = ""
+) -> tuple[WorkItem, Event]:
+    """CLAIMED → PENDING at once, handed back by its holder without charging the budget.
+
+    The run the claim started is refunded (``executions - 1``); local retries reported
+    during the claim were real runs and stay charged. ``attempt`` is kept, so the
+    released token stays stale and the next claim's token (``attempt + 1``) is fresh.
+    """
+    _require_claimed(item, "release")
+    after = attrs.evolve(
+        item,
+        status=WorkStatus.PENDING,
+        executions=item.executions - 1,
+        local_retries=0,
+        not_before=None,
+        claimed_by=None,
+        claimed_at=None,
+        lease_expires_at=None,
+    )
+    detail = f"released{': ' + reason if reason else ''}"
+    return after, _event(item, after, agent_actor(agent_id), now, detail)
+
+
 def _later(now: datetime, delay: timedelta) -> datetime:
     """``now + delay``, saturating at the latest representable time instead of overflowing."""
     try:

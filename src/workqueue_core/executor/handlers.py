@@ -14,10 +14,16 @@ from uuid import UUID
 import attrs
 
 from workqueue_core.domain.errors import InvalidInput
-from workqueue_core.domain.limits import MAX_MESSAGE_BYTES, MAX_REASON_CHARS, work_type_problem
+from workqueue_core.domain.limits import (
+    MAX_MESSAGE_BYTES,
+    MAX_REASON_CHARS,
+    MAX_RESULT_BYTES,
+    work_type_problem,
+)
 from workqueue_core.domain.models import Failure, WorkItem
 
 __all__ = [
+    "INVALID_RESULT",
     "Classifier",
     "Handler",
     "HandlerEntry",
@@ -27,6 +33,7 @@ __all__ = [
     "PermanentError",
     "RetryableError",
     "Success",
+    "checked_result",
     "clean_failure",
     "default_classify",
 ]
@@ -166,6 +173,29 @@ class Success:
 
 Outcome = Success | Failure
 """How one attempt ended, as the worker reports it."""
+
+INVALID_RESULT = "InvalidResult"
+"""Reason of the permanent failure of a result the broker cannot keep."""
+
+
+def checked_result(result: object) -> Outcome:
+    """A handler's return value as the outcome to report (a bad result fails permanently)."""
+    if result is None or result == "":
+        return Success(None)
+    if not isinstance(result, str):
+        message = f"a handler must return str or None, not {type(result).__name__}"
+        return Failure.permanent(INVALID_RESULT, message)
+    if "\x00" in result:
+        return Failure.permanent(INVALID_RESULT, "the result contains NUL characters")
+    try:
+        size = len(result.encode("utf-8"))
+    except UnicodeEncodeError:
+        return Failure.permanent(INVALID_RESULT, "the result is not valid Unicode text")
+    if size > MAX_RESULT_BYTES:
+        return Failure.permanent(
+            INVALID_RESULT, f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}"
+        )
+    return Success(result)
 
 
 def _check_timeout(_: object, __: attrs.Attribute[float | None], value: float | None) -> None:

@@ -23,11 +23,16 @@ each outcome: the return value as the result, ``PermanentError`` /
 ``RetryableError`` by their class, other exceptions through ``classify``. The
 store's ``fail`` applies the item's single retry budget and backoff.
 
+How an attempt runs is the worker's ``Runner`` (``executor.runner``): by default a
+``HandlerRunner`` over the worker's handlers; ``workqueue agent`` passes its local
+process runner instead.
+
 ``stop()`` is graceful: no new claims, running handlers get ``grace_period``
-seconds to finish, the rest are cancelled and failed as retryable ("Shutdown").
-Cancelling ``run()`` stops at once: handlers are cancelled and their claims
-failed as "Shutdown" in a shielded scope, so nothing stays claimed by a worker
-that left (a process that dies without cleanup leaves its claims to the sweep).
+seconds to finish, the rest are cancelled and **released** (``WorkSource.release``):
+PENDING again at once, the interrupted run not charged to the item's budget.
+Cancelling ``run()`` stops at once: handlers are cancelled and their claims released
+in a shielded scope, so nothing stays claimed by a worker that left (a process that
+dies without cleanup leaves its claims to the sweep, which charges them).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from workqueue_core.domain.errors import (
     UnknownWork,
     WorkqueueError,
 )
-from workqueue_core.domain.limits import MAX_BATCH, MAX_RESULT_BYTES
+from workqueue_core.domain.limits import MAX_BATCH
 from workqueue_core.domain.models import (
     BUDGET_SPENT,
     ClaimToken,
@@ -61,9 +66,9 @@ from workqueue_core.domain.models import (
     WorkItem,
 )
 from workqueue_core.executor.handlers import (
+    INVALID_RESULT,
     Classifier,
     Handler,
-    HandlerEntry,
     Handlers,
     Job,
     Outcome,
@@ -74,16 +79,20 @@ from workqueue_core.executor.handlers import (
     default_classify,
 )
 from workqueue_core.executor.reports import CompletionReporter, ReportPolicy, call_with_retries
+from workqueue_core.executor.runner import NO_HANDLER, TIMEOUT, HandlerRunner, Runner
 from workqueue_core.executor.tasks import HandlerTasks, require_asyncio
 from workqueue_core.ports.agent import WorkSource
 
 __all__ = [
+    "INVALID_RESULT",
+    "NO_HANDLER",
     "SHUTDOWN",
     "TIMEOUT",
     "Handlers",
     "Job",
     "PermanentError",
     "RetryableError",
+    "Runner",
     "Worker",
     "WorkerOptions",
     "WorkerStats",
@@ -92,11 +101,8 @@ __all__ = [
 
 log = logging.getLogger("workqueue.worker")
 
-TIMEOUT = "Timeout"
-"""Reason of the retryable failure reported when an attempt outlives its timeout."""
-
 SHUTDOWN = "Shutdown"
-"""Reason of the retryable failure reported for attempts a stopping worker gives up."""
+"""Reason recorded when a stopping worker releases the attempts it gives up."""
 
 HEARTBEAT_CONCURRENCY = 16
 """Heartbeats a worker sends at once."""
@@ -107,9 +113,6 @@ IDLE_HEARTBEAT_TICK = 1.0
 EMPTY_CLAIM_PAUSE = 0.2
 """Seconds a worker waits before claiming again after an empty answer the broker did
 not hold as a long-poll (``claim_wait`` 0, or a broker that is shutting down)."""
-
-INVALID_RESULT = "InvalidResult"
-NO_HANDLER = "NoHandler"
 
 
 def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -193,6 +196,7 @@ class _Run:
     scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
     lost: WorkqueueError | None = None
     stop_failure: Failure | None = None
+    release_reason: str | None = None
     reported: bool = False
     beating: bool = False
 
@@ -205,6 +209,12 @@ class _Run:
         """Stop the handler and report ``failure`` for the attempt."""
         if self.stop_failure is None:
             self.stop_failure = failure
+        self.scope.cancel()
+
+    def release(self, reason: str) -> None:
+        """Stop the handler and hand the claim back unfinished (not charged)."""
+        if self.release_reason is None:
+            self.release_reason = reason
         self.scope.cancel()
 
 
@@ -222,7 +232,10 @@ class Worker:
         handlers: Handlers | None = None,
         classify: Classifier = default_classify,
         options: WorkerOptions | None = None,
+        runner: Runner | None = None,
     ) -> None:
+        """``runner`` runs the attempts; by default a ``HandlerRunner`` over ``handlers``
+        (with ``classify`` and ``options.default_timeout``)."""
         self.source = source
         self.name = name
         self.labels = dict(labels or {})
@@ -231,6 +244,11 @@ class Worker:
         self.classify = classify
         self.options = options or WorkerOptions()
         self.stats = WorkerStats()
+        self.runner: Runner = (
+            runner
+            if runner is not None
+            else HandlerRunner(self.handlers, classify, self.options.default_timeout)
+        )
         self._agent_id = agent_id
         self._reporter: CompletionReporter[_Run] = CompletionReporter(
             source, self.options.report, self._answered
@@ -291,7 +309,8 @@ class Worker:
         """
         if self._started:
             raise RuntimeError("a Worker runs once; create a new one")
-        if not self.handlers:
+        work_types = self.runner.work_types
+        if not work_types:
             raise InvalidInput("register at least one handler before running the worker")
         require_asyncio()
         # anyio.CancelScope() looks the event loop's backend up on every call; the
@@ -300,7 +319,6 @@ class Worker:
         self._started = True
         self._changed = anyio.Event()
         agent_id = await self._ensure_agent()
-        work_types = self.handlers.work_types
         crashes: list[BaseException] = []
         try:
             async with anyio.create_task_group() as tg:
@@ -318,7 +336,7 @@ class Worker:
                     await self._wait_until(self._drained)
                 self._grace_over = True
                 for run in list(self._running.values()):
-                    run.stop(_shutdown())
+                    run.release(_SHUTDOWN_REASON)
                 await self._wait_until(self._drained)
                 tg.cancel_scope.cancel()
         finally:
@@ -408,7 +426,7 @@ class Worker:
         run = _Run(item, item.token, Job(item), period, due, self._new_scope())
         self._wake_heartbeats_by(due)
         if self._grace_over:
-            run.stop(_shutdown())
+            run.release(_SHUTDOWN_REASON)
         self._running[run.token] = run
         self.stats.claimed += 1
         self._handler_tasks.start(
@@ -430,10 +448,9 @@ class Worker:
             # run.scope (the task's own) was cancelled: the claim was lost, the run was
             # stopped, or the worker is being cancelled; or something outside cancelled
             # this task itself (a plain task.cancel(), reported like the worker's)
-            failure = None if run.reported else self._interrupted(run)
-            if failure is not None:
+            if not run.reported:
                 with anyio.CancelScope(shield=True):
-                    await self._report(run, agent_id, failure)
+                    await self._interrupted(run, agent_id)
             raise
         finally:
             if not handed_over:
@@ -444,54 +461,49 @@ class Worker:
         self._notify()
 
     async def _attempt(self, run: _Run) -> Outcome | None:
-        """Run the handler; None when the claim was lost while it ran.
+        """Run the attempt; None when the claim was lost while it ran.
 
         It runs in the claim's cancel scope, which is its task's own (``_start``): a
         cancellation that stops it ends the task through ``_execute``.
         """
-        entry = self.handlers.get(run.item.work_type)
-        if entry is None:
-            return Failure.permanent(NO_HANDLER, f"no handler for {run.item.work_type!r}")
-        outcome = await self._invoke(run.job, entry)
+        outcome = await self.runner.run(run.job)
         if run.lost is not None:  # the handler absorbed the cancellation and returned
             self._count_lost(run)
             return None
+        if type(outcome) is Failure and outcome.reason == TIMEOUT:
+            self.stats.timeouts += 1
         return outcome
 
-    def _interrupted(self, run: _Run) -> Failure | None:
-        """What to report for an attempt whose scope was cancelled; None when it was lost."""
+    async def _interrupted(self, run: _Run, agent_id: UUID) -> None:
+        """Settle an attempt whose scope was cancelled: nothing when the claim was lost,
+        the stop's failure when it was stopped for one, otherwise a release."""
         if run.lost is not None:
             self._count_lost(run)
-            return None
-        if run.stop_failure is not None:
-            return run.stop_failure
-        return Failure.retryable(SHUTDOWN, "the worker was cancelled")
+        elif run.stop_failure is not None:
+            await self._report(run, agent_id, run.stop_failure)
+        else:
+            await self._release(run, agent_id, run.release_reason or _CANCELLED_REASON)
+
+    async def _release(self, run: _Run, agent_id: UUID, reason: str) -> None:
+        run.reported = True
+        token = run.token
+        source = self.source
+        try:
+            await call_with_retries(
+                lambda: source.release(token, agent_id, reason), self.options.report
+            )
+        except WorkqueueError as error:
+            self._report_refused(run, error)
+            return
+        except Exception as error:
+            log.exception("releasing %s failed", run.item.id)
+            self._report_refused(run, StoreUnavailable(str(error)))
+            return
+        self.stats.released += 1
 
     def _count_lost(self, run: _Run) -> None:
         self.stats.lease_lost += 1
         log.info("claim on %s lost (%s); the handler was cancelled", run.item.id, run.lost)
-
-    async def _invoke(self, job: Job, entry: HandlerEntry) -> Outcome:
-        timeout = entry.timeout if entry.timeout is not None else self.options.default_timeout
-        try:
-            if timeout is None:
-                return _checked_result(await entry.fn(job))
-            with anyio.move_on_after(timeout):
-                return _checked_result(await entry.fn(job))
-            self.stats.timeouts += 1
-            return Failure.retryable(TIMEOUT, f"the attempt took longer than {timeout} s")
-        except (PermanentError, RetryableError) as error:
-            return error.failure
-        except Exception as error:
-            try:
-                failure: object = self.classify(error)
-            except Exception:
-                log.exception("the classify hook failed; treating the error as retryable")
-                return default_classify(error)
-            if not isinstance(failure, Failure):
-                log.error("the classify hook returned %r, not a Failure", failure)
-                return default_classify(error)
-            return clean_failure(failure)
 
     async def _heartbeat_loop(self, agent_id: UUID) -> None:
         """Heartbeat every claim in flight when it is due (at most a third of its lease).
@@ -590,8 +602,6 @@ class Worker:
         token = run.token
         local = run.job.local_retries
         failure = clean_failure(outcome)
-        if failure.reason == SHUTDOWN:
-            self.stats.released += 1
         source = self.source
         try:
             state = await call_with_retries(
@@ -624,24 +634,5 @@ def heartbeat_period(claim_timeout: timedelta, cap: float | None = None) -> floa
     return third if cap is None else min(cap, third)
 
 
-def _shutdown() -> Failure:
-    return Failure.retryable(SHUTDOWN, "the worker stopped before the attempt ended")
-
-
-def _checked_result(result: object) -> Outcome:
-    if result is None or result == "":
-        return Success(None)
-    if not isinstance(result, str):
-        message = f"a handler must return str or None, not {type(result).__name__}"
-        return Failure.permanent(INVALID_RESULT, message)
-    if "\x00" in result:
-        return Failure.permanent(INVALID_RESULT, "the result contains NUL characters")
-    try:
-        size = len(result.encode("utf-8"))
-    except UnicodeEncodeError:
-        return Failure.permanent(INVALID_RESULT, "the result is not valid Unicode text")
-    if size > MAX_RESULT_BYTES:
-        return Failure.permanent(
-            INVALID_RESULT, f"the result is {size} bytes; the limit is {MAX_RESULT_BYTES}"
-        )
-    return Success(result)
+_SHUTDOWN_REASON = f"{SHUTDOWN}: the worker stopped before the attempt ended"
+_CANCELLED_REASON = f"{SHUTDOWN}: the worker was cancelled"

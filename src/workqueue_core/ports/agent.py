@@ -78,6 +78,10 @@ class WorkSource(Protocol):
         """Record a failed attempt; the broker decides retry or dead letter."""
         ...
 
+    async def release(self, token: ClaimToken, agent_id: UUID, reason: str = "") -> WorkItem:
+        """Hand a claim back unfinished (graceful shutdown): PENDING, budget not charged."""
+        ...
+
     async def agent_heartbeat(self, agent_id: UUID) -> Agent:
         """Record that the agent is alive."""
         ...

@@ -110,6 +110,15 @@ class ClaimStore(Protocol):
         """Record a failed attempt: back to PENDING after backoff, or FAILED in the log."""
         ...
 
+    async def release(
+        self, token: ClaimToken, agent_id: UUID, now: datetime, reason: str = ""
+    ) -> WorkItem:
+        """Hand a held claim back: PENDING at once, the run not charged to the budget.
+
+        The attempt is kept, so the token stays stale (see ``transitions.release``).
+        """
+        ...
+
 
 @runtime_checkable
 class AdminStore(Protocol):

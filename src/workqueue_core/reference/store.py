@@ -92,6 +92,11 @@ class ReferenceStore:
             self._queue.get(token.work_id), self._log.get(token.work_id), token, agent_id
         )
 
+    def _release(
+        self, item: WorkItem, agent_id: UUID, now: datetime, reason: str
+    ) -> tuple[WorkItem, Event]:
+        return transitions.release(item, agent_id, now, reason)
+
     # --- internals ----------------------------------------------------------
 
     def _append(self, event: Event) -> None:
@@ -267,6 +272,14 @@ class ReferenceStore:
         )
         self._apply(state, event)
         return state
+
+    def release(
+        self, token: ClaimToken, agent_id: UUID, now: datetime, reason: str = ""
+    ) -> WorkItem:
+        item = self._check_token(token, agent_id)
+        after, event = self._release(item, agent_id, now, reason)
+        self._apply(after, event)
+        return after
 
     def cancel(self, work_id: UUID, actor: str, now: datetime, reason: str = "") -> ExecutionRecord:
         item = self._queue.get(work_id)

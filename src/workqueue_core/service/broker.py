@@ -237,6 +237,11 @@ class BrokerService:
         validation.check_local_retries(local_retries)
         return await self.store.fail(token, agent_id, self.clock.now(), failure, local_retries)
 
+    async def release(self, token: ClaimToken, agent_id: UUID, reason: str = "") -> WorkItem:
+        """Hand a held claim back unfinished: PENDING at once, the run not charged."""
+        validation.bounded_bytes("release reason", reason, MAX_MESSAGE_BYTES)
+        return await self.store.release(token, agent_id, self.clock.now(), reason)
+
     async def cancel(
         self, work_id: UUID, actor: str = "admin", reason: str = ""
     ) -> ExecutionRecord:
@@ -300,10 +305,13 @@ class BrokerService:
         return IssuedAgent(await self.store.register_agent(agent), token)
 
     async def authenticate_agent(self, token: str) -> Agent | None:
-        """The agent this token belongs to, or None."""
+        """The agent this token belongs to, or None (also for an INACTIVE agent's token)."""
         if not token.startswith(TOKEN_PREFIX):
             return None
-        return await self.store.agent_by_token_hash(hash_token(token))
+        agent = await self.store.agent_by_token_hash(hash_token(token))
+        if agent is None or agent.status is AgentStatus.INACTIVE:
+            return None
+        return agent
 
     async def get_agent(self, agent_id: UUID) -> Agent:
         """The agent, or UnknownAgent."""
@@ -337,6 +345,19 @@ class BrokerService:
             labels=dict(labels) if labels is not None else None,
             annotations=dict(annotations) if annotations is not None else None,
             status=status,
+        )
+
+    async def rotate_agent_token(self, agent_id: UUID) -> IssuedAgent:
+        """Issue the agent a new token (shown once); the old one stops working at once."""
+        token = TOKEN_PREFIX + self._tokens()
+        agent = await self.store.update_agent(agent_id, token_hash=hash_token(token))
+        return IssuedAgent(agent, token)
+
+    async def revoke_agent(self, agent_id: UUID) -> Agent:
+        """Make the agent INACTIVE and its token worthless (a later rotate issues a new one)."""
+        unknown = hash_token(TOKEN_PREFIX + "revoked:" + self._tokens())  # never shown
+        return await self.store.update_agent(
+            agent_id, status=AgentStatus.INACTIVE, token_hash=unknown
         )
 
     async def drain_agent(self, agent_id: UUID) -> Agent:

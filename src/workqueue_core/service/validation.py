@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from workqueue_core.domain.errors import InvalidInput, LabelError, SelectorError, SpecTooLarge
 from workqueue_core.domain.limits import (
+    MAX_AGENT_IDS,
     MAX_ANNOTATION_KEY_CHARS,
     MAX_ANNOTATION_VALUE_BYTES,
     MAX_ANNOTATIONS,
@@ -200,6 +201,11 @@ def validate_submit(request: SubmitRequest) -> None:
     if request.callback_url is not None:
         check_callback_url(request.callback_url)
     check_labels(request.labels)
+    if len(request.targeting.agent_ids) > MAX_AGENT_IDS:
+        raise InvalidInput(
+            f"targeting lists {len(request.targeting.agent_ids)} agent ids; "
+            f"the limit is {MAX_AGENT_IDS} (target many agents by a label selector)"
+        )
 
 
 def check_wait(wait: float) -> None:

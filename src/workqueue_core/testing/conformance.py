@@ -606,6 +606,26 @@ class ConformanceMachine(RuleBasedStateMachine):
             token,
         )
 
+    @precondition(lambda self: self.tokens)
+    @rule(data=st.data(), reason=st.sampled_from(["", "shutdown", "drain: grace period over"]))
+    def release(self, data: st.DataObject, reason: str) -> None:
+        """A graceful hand-back: PENDING at once, the run refunded, the token stale after."""
+        token, agent_id = self._token(data)
+        before = self.model.get(token.work_id)
+        got = self._holder_step(
+            "release",
+            functools.partial(self.store.release, token, agent_id, self.now, reason),
+            functools.partial(self.model.release, token, agent_id, self.now, reason),
+            token,
+        )
+        if got[1] is None and before is not None:
+            after: WorkItem = got[0]
+            if after.executions != before.executions - 1 or after.attempt != before.attempt:
+                raise _fail(
+                    f"release: {token.work_id} went from executions {before.executions}, "
+                    f"attempt {before.attempt} to {after.executions}, {after.attempt}"
+                )
+
     def _holder_step(
         self,
         op: str,

@@ -31,6 +31,7 @@ API_CALLS = [
     ("POST", f"/api/v1/work/{ANY}/heartbeat"),
     ("POST", f"/api/v1/work/{ANY}/complete"),
     ("POST", f"/api/v1/work/{ANY}/fail"),
+    ("POST", f"/api/v1/work/{ANY}/release"),
     ("GET", "/api/v1/work-log"),
     ("GET", f"/api/v1/agents/{ANY}/work/pending"),
     ("POST", f"/api/v1/agents/{ANY}/work/claim"),
@@ -140,6 +141,7 @@ async def test_an_agent_acts_only_as_itself(http: httpx.AsyncClient) -> None:
         ("heartbeat", token),
         ("complete", token),
         ("fail", {**token, "failure": failure}),
+        ("release", {**token, "reason": "shutdown"}),
     ):
         response = await http.post(f"/api/v1/work/{w.only_b}/{action}", json=body, headers=w.a)
         assert (response.status_code, problem_code(response)) == (403, "not-claim-owner"), action

@@ -152,6 +152,37 @@ async def test_targeted_work_is_claimed_retried_completed_and_logged(
     assert "workqueue_queue_depth{" not in metrics  # the queue is empty
 
 
+async def test_a_released_claim_is_pending_at_once_uncharged_and_its_token_stale(
+    broker: Broker, admin: BrokerClient
+) -> None:
+    issued = await admin.register_agent("releaser")
+    agent_id = issued.agent.id
+    item = (await admin.submit(work(Targeting.everyone()))).item
+    async with BrokerClient(broker.url, issued.token) as agent:
+        (claimed,) = await agent.claim_next(agent_id)
+        released = await agent.release(claimed.token, agent_id, "shutdown")
+        assert (released.status, released.attempt, released.executions) == (
+            WorkStatus.PENDING,
+            1,
+            0,
+        )
+        assert released.claimed_by is None
+        with pytest.raises(LeaseLost):
+            await agent.release(claimed.token, agent_id)
+        with pytest.raises(LeaseLost):
+            await agent.complete(claimed.token, agent_id)
+        (again,) = await agent.claim_next(agent_id)
+        assert (again.id, again.attempt, again.executions) == (item.id, 2, 1)
+        with pytest.raises(LeaseLost):
+            await agent.heartbeat(claimed.token, agent_id)
+    events = await admin.events(item.id)
+    assert [(e.from_status, e.to_status, e.detail) for e in events[1:3]] == [
+        (WorkStatus.PENDING, WorkStatus.CLAIMED, "claimed"),
+        (WorkStatus.CLAIMED, WorkStatus.PENDING, "released: shutdown"),
+    ]
+    assert events[2].actor == f"agent:{agent_id}"
+
+
 async def test_held_work_waits_for_approval(admin: BrokerClient, broker: Broker) -> None:
     agent = await admin.register_agent("agent", {"zone": "a"})
     held = (await admin.submit(work(Targeting.everyone(), requires_approval=True))).item

@@ -1,0 +1,326 @@
+"""The agent's configuration: flags over ``WORKQUEUE_…`` environment over a TOML file.
+
+As the broker's (``workqueue_broker.config``): every setting has one name,
+``--output-tail`` on the command line, ``WORKQUEUE_OUTPUT_TAIL`` in the environment,
+``output_tail`` in the file's ``[agent]`` table (or at its top level). A bad value
+raises ``ConfigError`` naming its source.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from workqueue_broker.config import ConfigError, Setting, parse_duration
+from workqueue_core.domain.limits import MAX_RESULT_BYTES, work_type_problem
+
+__all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_ADMIN_TOKEN_FILE = Path("workqueue-admin-token")
+_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        seconds = parse_duration(text).total_seconds()
+        if not low <= seconds <= high:
+            raise ValueError(f"must be between {low:g}s and {high:g}s, got {text!r}")
+        return seconds
+
+    return parse
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _url(text: str) -> str:
+    value = text.strip()
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return value.rstrip("/")
+
+
+def _secret(text: str) -> str:
+    value = text.strip()
+    if not value or not value.isascii() or any(c.isspace() for c in value):
+        raise ValueError("must be printable ASCII without spaces")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return Path(text.strip()).expanduser()
+
+
+def _name(text: str) -> str:
+    value = text.strip()
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            "an agent name is 1-253 letters, digits, '.', '_' or '-', "
+            f"starting and ending with a letter or digit; got {text!r}"
+        )
+    return value
+
+
+def _labels(text: str) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"labels look like key=value,key=value; got {part!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _work_types(text: str) -> tuple[str, ...]:
+    types = tuple(sorted({t.strip() for t in text.split(",") if t.strip()}))
+    if not types:
+        raise ValueError("name at least one work type")
+    for work_type in types:
+        problem = work_type_problem(work_type)
+        if problem is not None:
+            raise ValueError(problem)
+    return types
+
+
+def _exit_codes(text: str) -> frozenset[int]:
+    codes: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            code = int(part)
+        except ValueError:
+            raise ValueError(f"expected exit codes such as 2,126,127, got {part!r}") from None
+        if not 1 <= code <= 255:
+            raise ValueError(f"exit codes are 1..255, got {code}")
+        codes.add(code)
+    return frozenset(codes)
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _bytes(text: str) -> int:
+    match = re.match(r"^\s*(\d+)\s*(k|kib|kb|b)?\s*$", text.lower())
+    if match is None:
+        raise ValueError(f"expected bytes such as 16384 or 16KiB, got {text!r}")
+    value = int(match.group(1)) * (1024 if match.group(2) in ("k", "kib", "kb") else 1)
+    if not 0 <= value <= MAX_RESULT_BYTES:
+        raise ValueError(f"must be at most {MAX_RESULT_BYTES} bytes (the broker's result limit)")
+    return value
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"expected debug, info, warning or error, got {text!r}")
+    return value
+
+
+AGENT_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "url",
+        _url,
+        "the broker's URL (default http://127.0.0.1:$WORKQUEUE_PORT, or :8080)",
+        "URL",
+    ),
+    Setting(
+        "agent_token",
+        _secret,
+        "this agent's token (prefer the environment or --agent-token-file)",
+        "TOKEN",
+        secret=True,
+    ),
+    Setting(
+        "agent_token_file",
+        _path,
+        "file holding this agent's token; with --register, where the issued token is kept "
+        "(mode 0600; default ./workqueue-agent-NAME.token)",
+        "PATH",
+    ),
+    Setting(
+        "register",
+        _name,
+        "register this agent under NAME with the admin token on its first start "
+        "(later starts reuse the token file)",
+        "NAME",
+    ),
+    Setting(
+        "admin_token",
+        _secret,
+        "the admin token --register uses (prefer the environment or the token file)",
+        "TOKEN",
+        secret=True,
+    ),
+    Setting(
+        "admin_token_file",
+        _path,
+        "file holding the admin token for --register (default ./workqueue-admin-token)",
+        "PATH",
+    ),
+    Setting("labels", _labels, "labels registered with --register: k=v,k=v", "LABELS"),
+    Setting("work_types", _work_types, "work types to run (default shell)", "TYPES"),
+    Setting("concurrency", _int_between(1, 1000), "scripts at once (default 4)", "N"),
+    Setting(
+        "timeout",
+        _seconds(0.001, 30 * 86400),
+        "bound of one run (default: the item's claim timeout)",
+        "DURATION",
+    ),
+    Setting(
+        "heartbeat_interval",
+        _seconds(0.05, 3600),
+        "renew each claim's lease at least this often (always at least every third of "
+        "the lease; default 30s)",
+        "DURATION",
+    ),
+    Setting(
+        "claim_wait",
+        _seconds(0, 30),
+        "long-poll of each claim (default 2s)",
+        "DURATION",
+    ),
+    Setting(
+        "output_tail",
+        _bytes,
+        "bytes of a script's output kept as its result or failure message (default 16KiB)",
+        "BYTES",
+    ),
+    Setting(
+        "permanent_exit_codes",
+        _exit_codes,
+        "exit codes that fail an item for good (default 2,126,127)",
+        "CODES",
+    ),
+    Setting(
+        "grace_period",
+        _seconds(0, 86400),
+        "on SIGTERM, how long running scripts may finish before they are killed and "
+        "released (default 30s)",
+        "DURATION",
+    ),
+    Setting(
+        "kill_grace",
+        _seconds(0, 600),
+        "between SIGTERM and SIGKILL of a script's process group (default 5s)",
+        "DURATION",
+    ),
+    Setting("allow_root", _boolean, "run scripts even as root (default false)", "BOOL"),
+    Setting("log_level", _log_level, "debug, info (default), warning, error", "LEVEL"),
+)
+AGENT_SETTINGS_BY_NAME = {s.name: s for s in AGENT_SETTINGS}
+
+
+@attrs.frozen
+class AgentConfig:
+    """Everything the agent process needs to start."""
+
+    url: str = DEFAULT_URL
+    agent_token: str | None = attrs.field(default=None, repr=False)
+    agent_token_file: Path | None = None
+    register: str | None = None
+    admin_token: str | None = attrs.field(default=None, repr=False)
+    admin_token_file: Path | None = None
+    labels: dict[str, str] = attrs.field(factory=dict)
+    work_types: tuple[str, ...] = ("shell",)
+    concurrency: int = 4
+    timeout: float | None = None
+    heartbeat_interval: float = 30.0
+    claim_wait: float = 2.0
+    output_tail: int = 16_384
+    permanent_exit_codes: frozenset[int] = frozenset({2, 126, 127})
+    grace_period: float = 30.0
+    kill_grace: float = 5.0
+    allow_root: bool = False
+    log_level: str = "info"
+
+    @property
+    def token_file(self) -> Path | None:
+        """Where the agent's token is read (and, with ``register``, kept)."""
+        if self.agent_token_file is not None:
+            return self.agent_token_file
+        if self.register is not None:
+            return Path(f"workqueue-agent-{self.register}.token")
+        return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"cannot read the config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"the config file {path} is not valid TOML: {error}") from None
+    table = data.get("agent", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"the config file {path}: [agent] must be a table")
+    return {str(k).replace("-", "_"): v for k, v in table.items() if k != "agent"}
+
+
+def load_agent_config(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    config_file: Path | None = None,
+) -> AgentConfig:
+    """Merge flags, then environment, then file, then defaults, and check them."""
+    if config_file is None and environ.get("WORKQUEUE_AGENT_CONFIG"):
+        config_file = Path(environ["WORKQUEUE_AGENT_CONFIG"])
+    from_file = _read_toml(config_file) if config_file is not None else {}
+    unknown = sorted(set(from_file) - set(AGENT_SETTINGS_BY_NAME))
+    if unknown:
+        raise ConfigError(f"the config file {config_file} has unknown settings: {unknown}")
+    values: dict[str, Any] = {}
+    for setting in AGENT_SETTINGS:
+        raw: object
+        flag_value = flags.get(setting.name)
+        if flag_value is not None:
+            raw, source = flag_value, setting.flag
+        elif environ.get(setting.env) is not None:
+            raw, source = environ[setting.env], setting.env
+        elif setting.name in from_file:
+            raw, source = from_file[setting.name], f"{setting.name} in {config_file}"
+        else:
+            continue
+        try:
+            values[setting.name] = setting.parse(_as_text(raw))
+        except ValueError as error:
+            raise ConfigError(f"{source}: {error}") from None
+    if "url" not in values and environ.get("WORKQUEUE_PORT"):
+        # as the CLI: a broker started here on WORKQUEUE_PORT
+        values["url"] = _url(f"http://127.0.0.1:{environ['WORKQUEUE_PORT'].strip()}")
+    return AgentConfig(**values)
