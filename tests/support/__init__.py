@@ -1,0 +1,1 @@
+"""Test support packages (importable as ``support`` because ``tests/`` is on sys.path)."""

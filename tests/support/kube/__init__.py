@@ -1,0 +1,42 @@
+"""A fake Kubernetes API server for tests: ``FakeKube`` over real HTTP on 127.0.0.1.
+
+See ``server`` (the API), ``jobs`` (the simulated Job controller), ``resources`` (what it
+serves), ``fixtures`` (``fake_kube``, ``kubeconfig``) and ``docs/kubernetes.md``.
+"""
+
+from .jobs import DELAY_ANNOTATION, OUTCOME_ANNOTATION, JobController
+from .resources import (
+    DEFAULT_RESOURCES,
+    EVENTS,
+    JOBS,
+    LEASES,
+    PODS,
+    WORK_CRD,
+    Resource,
+    resource_from_crd,
+    works_resource,
+)
+from .schema import KUBERNETES_VERSION, BuiltinSchema, CrdSchema, load_crd
+from .server import ApiError, FakeKube, RequestRecord
+
+__all__ = [
+    "DEFAULT_RESOURCES",
+    "DELAY_ANNOTATION",
+    "EVENTS",
+    "JOBS",
+    "KUBERNETES_VERSION",
+    "LEASES",
+    "OUTCOME_ANNOTATION",
+    "PODS",
+    "WORK_CRD",
+    "ApiError",
+    "BuiltinSchema",
+    "CrdSchema",
+    "FakeKube",
+    "JobController",
+    "RequestRecord",
+    "Resource",
+    "load_crd",
+    "resource_from_crd",
+    "works_resource",
+]

@@ -1,0 +1,199 @@
+"""A simulated batch/v1 Job controller for the fake API server.
+
+Each created Job is driven to an outcome chosen by its annotations:
+
+``fake.workqueue.dev/outcome``
+    ``Complete`` (default, see ``JobController.default_outcome``): ``SuccessCriteriaMet``
+    then ``Complete``, both reason ``CompletionsReached``;
+    ``SuccessCriteriaMet``: the same with reason ``SuccessPolicy`` (an Indexed Job's
+    success policy);
+    ``Failed:<reason>`` with reason ``BackoffLimitExceeded`` (``Failed`` alone means
+    this), ``DeadlineExceeded``, ``PodFailurePolicy``, ``MaxFailedIndexesExceeded`` or
+    ``FailedIndexes``: ``FailureTarget`` then ``Failed``, both with that reason;
+    ``FailedIndexes`` and ``MaxFailedIndexesExceeded`` also work as bare words;
+    ``never``: started (``startTime``, ``active: 1``) and left running.
+``fake.workqueue.dev/delay``
+    seconds between the Job's start and its outcome (default ``JobController.delay``).
+
+The writes follow the real controller (Kubernetes 1.31+, types.go): a first status write
+sets ``startTime`` and ``active``; the outcome takes two writes, the interim condition
+(``SuccessCriteriaMet`` / ``FailureTarget``) and then the terminal one (``Complete`` /
+``Failed``) with ``completionTime`` (success only), ``succeeded``/``failed`` counts and
+``active: 0``.  Every condition has ``status: "True"``, ``reason``, ``message``,
+``lastProbeTime`` and ``lastTransitionTime``.  Jobs are written in-process (no HTTP, no
+injected faults) and each write is a real MODIFIED watch event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from .server import ApiError, now_rfc3339
+
+if TYPE_CHECKING:
+    from .server import FakeKube
+
+__all__ = ["DELAY_ANNOTATION", "OUTCOME_ANNOTATION", "JobController", "default_job"]
+
+OUTCOME_ANNOTATION: Final = "fake.workqueue.dev/outcome"
+DELAY_ANNOTATION: Final = "fake.workqueue.dev/delay"
+
+_FAILURE_MESSAGES: Final = {
+    "BackoffLimitExceeded": "Job has reached the specified backoff limit",
+    "DeadlineExceeded": "Job was active longer than specified deadline",
+    "PodFailurePolicy": "Container main for pod {ns}/{name}-abcde failed with exit code 42"
+    " matching FailJob rule at index 0",
+    "MaxFailedIndexesExceeded": "Job has exceeded the specified maximal number of failed indexes",
+    "FailedIndexes": "Job has failed indexes",
+}
+_SUCCESS: Final = {
+    "Complete": ("CompletionsReached", "Reached expected number of succeeded pods"),
+    "SuccessCriteriaMet": ("SuccessPolicy", "Matched rules at index 0"),
+}
+
+
+def default_job(job: dict[str, Any]) -> None:
+    """The API server's defaults for a new Job (batch/v1 SetDefaults_Job and the strategy)."""
+    spec = job.setdefault("spec", {})
+    uid = job["metadata"]["uid"]
+    name = job["metadata"].get("name", "")
+    completions_set = spec.get("completions") is not None
+    spec.setdefault("parallelism", 1)
+    if not completions_set and spec.get("completionMode") != "Indexed":
+        spec["completions"] = 1
+    spec.setdefault("completionMode", "NonIndexed")
+    if spec.get("backoffLimit") is None:
+        spec["backoffLimit"] = 2147483647 if spec.get("backoffLimitPerIndex") else 6
+    spec.setdefault("suspend", False)
+    spec.setdefault("manualSelector", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    labels = {
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    }
+    if not spec.get("manualSelector"):
+        spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
+        template = spec.setdefault("template", {})
+        template_metadata = template.setdefault("metadata", {})
+        template_metadata.setdefault("labels", {}).update(labels)
+    job["metadata"].setdefault("labels", {})
+    for key in ("batch.kubernetes.io/controller-uid", "controller-uid"):
+        job["metadata"]["labels"].setdefault(key, uid)
+    for key in ("batch.kubernetes.io/job-name", "job-name"):
+        job["metadata"]["labels"].setdefault(key, name)
+
+
+def _condition(kind: str, reason: str, message: str) -> dict[str, str]:
+    now = now_rfc3339()
+    return {
+        "type": kind,
+        "status": "True",
+        "lastProbeTime": now,
+        "lastTransitionTime": now,
+        "reason": reason,
+        "message": message,
+    }
+
+
+@attrs.define
+class JobController:
+    """Drives Jobs of the fake server; toggle with ``enabled``, speed with ``delay``/``step``.
+
+    ``delay``: default seconds from start to outcome; ``step``: seconds between the
+    simulated controller's writes (start, interim condition, terminal condition).
+    """
+
+    server: FakeKube
+    enabled: bool = True
+    delay: float = 0.0
+    step: float = 0.0
+    default_outcome: str = "Complete"
+    _running: dict[str, asyncio.Task[None]] = attrs.field(factory=dict)
+
+    def observe(self, kind: str, job: dict[str, Any]) -> None:
+        """Called by the server for every Job event."""
+        uid = job["metadata"]["uid"]
+        if kind == "DELETED":
+            task = self._running.pop(uid, None)
+            if task is not None:
+                task.cancel()
+            return
+        if kind != "ADDED" or not self.enabled or job.get("spec", {}).get("suspend"):
+            return
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            task = self.server.spawn(self._drive(job))
+            self._running[uid] = task
+            task.add_done_callback(lambda _: self._running.pop(uid, None))
+
+    async def _write_status(self, job: dict[str, Any], status: dict[str, Any]) -> bool:
+        namespace, name = job["metadata"].get("namespace"), job["metadata"]["name"]
+        current = self.server.get("jobs", namespace, name)
+        if current is None or current["metadata"]["uid"] != job["metadata"]["uid"]:
+            return False
+        updated = copy.deepcopy(current)
+        merged = dict(current.get("status") or {})
+        conditions = list(merged.get("conditions") or [])
+        conditions.extend(status.pop("conditions", []))
+        merged.update(status)
+        if conditions:
+            merged["conditions"] = conditions
+        updated["status"] = merged
+        jobs = self.server.resource("jobs", "batch")
+        try:
+            self.server.write_object(jobs, namespace, name, updated, subresource="status")
+        except ApiError:
+            return False
+        return True
+
+    async def _drive(self, job: dict[str, Any]) -> None:
+        annotations = job["metadata"].get("annotations") or {}
+        outcome = annotations.get(OUTCOME_ANNOTATION, self.default_outcome)
+        delay = float(annotations.get(DELAY_ANNOTATION, self.delay))
+        await asyncio.sleep(self.step)
+        if not await self._write_status(job, {"startTime": now_rfc3339(), "active": 1}):
+            return
+        if outcome == "never":
+            return
+        await asyncio.sleep(delay)
+        spec = job.get("spec") or {}
+        if outcome in _SUCCESS:
+            reason, message = _SUCCESS[outcome]
+            succeeded = spec.get("completions") or 1
+            interim = _condition("SuccessCriteriaMet", reason, message)
+            if not await self._write_status(
+                job, {"conditions": [interim], "active": 0, "succeeded": succeeded}
+            ):
+                return
+            await asyncio.sleep(self.step)
+            final = _condition("Complete", reason, message)
+            await self._write_status(job, {"conditions": [final], "completionTime": now_rfc3339()})
+            return
+        reason = outcome.partition(":")[2] or "BackoffLimitExceeded"
+        if outcome in ("FailedIndexes", "MaxFailedIndexesExceeded"):
+            reason = outcome
+        elif not outcome.startswith("Failed"):
+            raise ValueError(f"unknown {OUTCOME_ANNOTATION} {outcome!r}")
+        if reason not in _FAILURE_MESSAGES:
+            raise ValueError(f"unknown Job failure reason {reason!r}")
+        message = _FAILURE_MESSAGES[reason].format(
+            ns=job["metadata"].get("namespace"), name=job["metadata"]["name"]
+        )
+        failed = (spec.get("backoffLimit") or 0) + 1 if reason == "BackoffLimitExceeded" else 1
+        extra: dict[str, Any] = {}
+        if reason in ("FailedIndexes", "MaxFailedIndexesExceeded"):
+            extra["failedIndexes"] = "0"
+        interim = _condition("FailureTarget", reason, message)
+        if not await self._write_status(
+            job, {"conditions": [interim], "active": 0, "failed": failed, **extra}
+        ):
+            return
+        await asyncio.sleep(self.step)
+        await self._write_status(job, {"conditions": [_condition("Failed", reason, message)]})
