@@ -10,6 +10,7 @@ import anyio
 import attrs
 import pytest
 
+from workqueue_broker.work_types import broker_spec_validator
 from workqueue_core.domain.errors import (
     InvalidInput,
     LabelError,
@@ -51,7 +52,14 @@ def clock() -> FakeClock:
 @pytest.fixture
 def service(clock: FakeClock) -> BrokerService:
     store = MemoryStore(random_source=lambda: 0.0)
-    return BrokerService(store, clock, SequentialIds(), SequentialTokens(), notifier=store.notifier)
+    return BrokerService(
+        store,
+        clock,
+        SequentialIds(),
+        SequentialTokens(),
+        notifier=store.notifier,
+        spec_validator=broker_spec_validator(),
+    )
 
 
 BUILD_WORK = """\

@@ -32,6 +32,7 @@ from workqueue_broker.maintenance import (
     run_maintenance,
 )
 from workqueue_broker.stores import OpenedStore, open_store, parse_database_url
+from workqueue_broker.work_types import broker_spec_validator
 from workqueue_core.domain.errors import SchemaMismatch, StoreUnavailable
 from workqueue_core.service.broker import BrokerService
 from workqueue_http.callbacks import HttpxCallbackPoster, encode_record
@@ -115,7 +116,12 @@ async def _serve_with(config: BrokerConfig, opened: OpenedStore, admin: AdminTok
     registry = CollectorRegistry()
     http_metrics = BrokerMetrics(registry)
     service = BrokerService(
-        opened.store, SystemClock(), uuid.uuid4, new_token, notifier=opened.notifier
+        opened.store,
+        SystemClock(),
+        uuid.uuid4,
+        new_token,
+        notifier=opened.notifier,
+        spec_validator=broker_spec_validator(),
     )
     app = create_app(
         service,

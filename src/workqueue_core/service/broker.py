@@ -40,15 +40,18 @@ from workqueue_core.domain.tokens import TOKEN_PREFIX, hash_token
 from workqueue_core.ports import Clock, IdSource, Notifier, Store, TokenSource
 from workqueue_core.service import validation
 from workqueue_core.service.validation import validate_submit
-from workqueue_core.work.specs import validate_spec
+from workqueue_core.work.specs import SpecValidator
 
-SpecValidator = Callable[[str, str], None]
-"""Checks a spec for a work type; raises ``SpecError``. Arguments: work type, spec text.
-The default, ``specs.validate_spec``, checks Work resources of Kubernetes work types."""
+__all__ = ["BrokerService", "SpecValidator"]
 
 
 class BrokerService:
-    """Every broker use case, over one store."""
+    """Every broker use case, over one store.
+
+    ``spec_validator`` checks each submitted spec: the composition roots pass
+    ``specs.spec_validator(work_types)`` so Kubernetes work types need a valid ``Work``
+    resource; None (the default) keeps every spec opaque text.
+    """
 
     def __init__(
         self,
@@ -58,7 +61,7 @@ class BrokerService:
         tokens: TokenSource,
         *,
         notifier: Notifier | None = None,
-        spec_validator: SpecValidator | None = validate_spec,
+        spec_validator: SpecValidator | None = None,
         poll_interval: float = 1.0,
     ) -> None:
         self.store = store

@@ -1,16 +1,17 @@
-"""Kubernetes API shapes: name rules, JSON-shape checks and a small structural schema.
+"""Kubernetes API shapes: name rules and JSON-shape checks, for the ``Work`` resource.
 
 Everything here raises ``SpecError`` whose ``path`` names the offending field, so callers
 can nest checks and report ``spec.template.metadata.name`` rather than a bare message.
 
 * Name rules follow Kubernetes apimachinery validation: DNS-1123 labels and subdomains,
   qualified names (label, annotation and finalizer keys), label values, RFC 3339
-  date-times and Go durations.
+  date-times.
 * Shape helpers (``expect_mapping``, ``required_field``, ``reject_unknown``,
   ``json_object``, ...) check decoded JSON one field at a time; ``join_path`` and
   ``at_path`` build the error paths.
-* ``check_schema`` checks a value against a ``Schema`` (``ObjectSchema``,
-  ``ArraySchema``, ...), a subset of OpenAPI enough to transcribe a CRD's spec.
+
+Templates are checked against real upstream schemas by their work types' adapters, with a
+JSON Schema library, not here.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
 
-import attrs
-
 from workqueue_core.domain.errors import SpecError
 from workqueue_core.work.safe_yaml import child_path, describe_type, plain_json
 
@@ -30,22 +29,13 @@ __all__ = [
     "DNS_LABEL",
     "DNS_SUBDOMAIN",
     "QUALIFIED_NAME_PART",
-    "AnySchema",
-    "ArraySchema",
-    "BooleanSchema",
     "Check",
-    "IntegerSchema",
-    "MapSchema",
-    "ObjectSchema",
-    "Schema",
-    "StringSchema",
     "at_path",
     "check_dns_label",
     "check_dns_subdomain",
     "check_label_value",
     "check_qualified_name",
     "check_rfc3339",
-    "check_schema",
     "expect_bool",
     "expect_int",
     "expect_list",
@@ -75,8 +65,6 @@ _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?"
     r"(Z|[+-]([0-9]{2}):([0-9]{2}))"
 )
-# Go's time.ParseDuration syntax, which metav1.Duration (Shipwright's timeouts) decodes.
-_GO_DURATION = re.compile(r"[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)")
 
 
 def check_dns_label(value: str, path: str) -> None:
@@ -138,12 +126,6 @@ def check_rfc3339(value: str, path: str) -> None:
         raise SpecError(
             f"{value!r} is not an RFC 3339 date-time such as '2025-11-02T10:00:00Z'", path
         )
-
-
-def _check_go_duration(value: str, path: str) -> None:
-    """A ``metav1.Duration`` in Go syntax, such as ``90s`` or ``1h30m``."""
-    if not _GO_DURATION.fullmatch(value):
-        raise SpecError(f"{value!r} is not a duration such as '90s', '15m' or '1h30m'", path)
 
 
 # --- error paths and shape helpers ------------------------------------------------
@@ -278,102 +260,3 @@ def string_check(max_length: int | None = None, *, non_empty: bool = False) -> C
             raise SpecError(f"must be at most {max_length} characters long", path)
 
     return check
-
-
-# --- a small structural schema (for checking templates against real CRDs) ---------
-
-
-@attrs.frozen
-class StringSchema:
-    """A string; ``enum`` restricts values, ``duration`` requires Go duration syntax."""
-
-    enum: frozenset[str] | None = None
-    duration: bool = False
-    non_empty: bool = False
-
-
-@attrs.frozen
-class IntegerSchema:
-    """An integer (never a boolean) within optional bounds."""
-
-    minimum: int | None = None
-    maximum: int | None = None
-
-
-@attrs.frozen
-class BooleanSchema:
-    """A boolean."""
-
-
-@attrs.frozen
-class AnySchema:
-    """Any JSON value."""
-
-
-@attrs.frozen
-class ArraySchema:
-    """A list whose items all match ``items``."""
-
-    items: Schema
-
-
-@attrs.frozen
-class MapSchema:
-    """A mapping with free keys whose values all match ``values``."""
-
-    values: Schema
-
-
-@attrs.frozen
-class ObjectSchema:
-    """A mapping with known properties; ``closed`` makes unknown properties errors."""
-
-    properties: Mapping[str, Schema]
-    required: frozenset[str] = frozenset()
-    closed: bool = True
-
-
-Schema: TypeAlias = (
-    StringSchema
-    | IntegerSchema
-    | BooleanSchema
-    | AnySchema
-    | ArraySchema
-    | MapSchema
-    | ObjectSchema
-)
-
-
-def check_schema(schema: Schema, value: object, path: str) -> None:
-    """Raise a SpecError naming the first place where ``value`` does not match ``schema``."""
-    if isinstance(schema, StringSchema):
-        text = expect_str(value, path)
-        if schema.non_empty and not text:
-            raise SpecError("must not be empty", path)
-        if schema.enum is not None and text not in schema.enum:
-            raise SpecError(
-                f"expected one of {', '.join(sorted(schema.enum))}, found {text!r}", path
-            )
-        if schema.duration:
-            _check_go_duration(text, path)
-    elif isinstance(schema, IntegerSchema):
-        int_between(schema.minimum if schema.minimum is not None else -(2**63), schema.maximum)(
-            value, path
-        )
-    elif isinstance(schema, BooleanSchema):
-        expect_bool(value, path)
-    elif isinstance(schema, ArraySchema):
-        for i, item in enumerate(expect_list(value, path)):
-            check_schema(schema.items, item, child_path(path, i))
-    elif isinstance(schema, MapSchema):
-        for key, item in expect_mapping(value, path).items():
-            check_schema(schema.values, item, child_path(path, key))
-    elif isinstance(schema, ObjectSchema):
-        mapping = expect_mapping(value, path)
-        for key in sorted(schema.required):
-            required_field(mapping, key, path)
-        if schema.closed:
-            reject_unknown(mapping, schema.properties, path)
-        for key, item in mapping.items():
-            if key in schema.properties and item is not None:
-                check_schema(schema.properties[key], item, child_path(path, key))

@@ -7,10 +7,10 @@ a batch/v1 Job, ...); the controller reconciles it and writes its status.
 structural schema without ``x-kubernetes-preserve-unknown-fields``: an unknown field in
 ``spec``, ``status`` or a condition is an error.  Every violation is a ``SpecError`` whose
 ``path`` names the field (``spec.maxRetries``, ``spec.template.spec.output.image``).
-Template contents are free-form apart from the checks in ``workqueue_core.work.templates``:
-generic ones (apiVersion, kind, metadata) and the work type's validator in a
-``TemplateValidators`` registry.  Name and shape rules come from
-``workqueue_core.work.k8s_shapes``.
+Template contents are free-form apart from the generic checks in
+``workqueue_core.work.templates`` (apiVersion, kind, metadata) and, when the work type is in
+the ``WorkTypes`` registry passed in, the work type's own ``validate``.  Name and shape
+rules come from ``workqueue_core.work.k8s_shapes``.
 
 Templates: ``spec.template`` is one object (the seed's form) or a list of objects
 (Shipwright needs a Build and a BuildRun).  Both are normalised to ``WorkSpec.templates``,
@@ -53,6 +53,7 @@ from workqueue_core.work.k8s_shapes import (
     str_dict,
     string_check,
 )
+from workqueue_core.work.registry import NO_WORK_TYPES, WorkTypes
 from workqueue_core.work.safe_yaml import (
     DEFAULT_YAML_LIMITS,
     YamlLimits,
@@ -62,8 +63,6 @@ from workqueue_core.work.safe_yaml import (
     load_json_compatible_mapping,
 )
 from workqueue_core.work.templates import (
-    DEFAULT_VALIDATORS,
-    TemplateValidators,
     check_template_objects,
     check_work_type,
     template_metadata,
@@ -78,13 +77,11 @@ __all__ = [
     "CONDITION_TEMPLATE_SUCCEEDED",
     "DEFAULT_CLAIM_TIMEOUT",
     "DEFAULT_MAX_RETRIES",
-    "DEFAULT_VALIDATORS",
     "KIND",
     "MAX_CLAIM_TIMEOUT",
     "MAX_MAX_RETRIES",
     "PLURAL",
     "Condition",
-    "TemplateValidators",
     "WorkMetadata",
     "WorkPhase",
     "WorkResource",
@@ -680,9 +677,7 @@ class WorkResource:
     status: WorkResourceStatus = attrs.field(factory=WorkResourceStatus)
 
     @classmethod
-    def from_mapping(
-        cls, data: object, validators: TemplateValidators = DEFAULT_VALIDATORS
-    ) -> WorkResource:
+    def from_mapping(cls, data: object, work_types: WorkTypes = NO_WORK_TYPES) -> WorkResource:
         """Validate and parse the Kubernetes JSON of a Work."""
         mapping = expect_mapping(data, "")
         reject_unknown(mapping, _RESOURCE_FIELDS, "")
@@ -704,7 +699,7 @@ class WorkResource:
             with at_path("status"):
                 status = WorkResourceStatus.from_mapping(raw_status)
         resource = cls(metadata, spec, status)
-        resource.validate(validators, single_template=not isinstance(raw_spec["template"], list))
+        resource.validate(work_types, single_template=not isinstance(raw_spec["template"], list))
         return resource
 
     @classmethod
@@ -712,18 +707,19 @@ class WorkResource:
         cls,
         text: str | bytes,
         limits: YamlLimits = DEFAULT_YAML_LIMITS,
-        validators: TemplateValidators = DEFAULT_VALIDATORS,
+        work_types: WorkTypes = NO_WORK_TYPES,
     ) -> WorkResource:
         """Load a Work from YAML text with the safe codec, then validate it."""
-        return cls.from_mapping(load_json_compatible_mapping(text, limits), validators)
+        return cls.from_mapping(load_json_compatible_mapping(text, limits), work_types)
 
     def validate(
         self,
-        validators: TemplateValidators = DEFAULT_VALIDATORS,
+        work_types: WorkTypes = NO_WORK_TYPES,
         *,
         single_template: bool | None = None,
     ) -> None:
-        """Run the work type's template checks and the template namespace rule.
+        """Run the generic template checks, the work type's own (when it is in
+        ``work_types``) and the template namespace rule.
 
         A template may name its namespace only if it is the Work's own: the controller
         creates templates next to their Work (owner references cannot cross namespaces).
@@ -733,7 +729,7 @@ class WorkResource:
         """
         single = len(self.spec.templates) == 1 if single_template is None else single_template
         with at_path("spec"), template_paths(single=single, prefix="template"):
-            validators.validate(self.spec.work_type, self.spec.templates)
+            work_types.validate(self.spec.work_type, self.spec.templates)
             for i, template in enumerate(self.spec.templates):
                 namespace = template_metadata(template, f"[{i}]").get("namespace")
                 if self.metadata.namespace is not None and namespace not in (
@@ -775,7 +771,7 @@ def work_resource_for(
     attempt: int | None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
-    validators: TemplateValidators = DEFAULT_VALIDATORS,
+    work_types: WorkTypes = NO_WORK_TYPES,
 ) -> WorkResource:
     """Build and validate a new Work (status left at its default) for a claimed work item.
 
@@ -796,5 +792,5 @@ def work_resource_for(
             attempt=attempt,
         )
     resource = WorkResource(metadata, spec)
-    resource.validate(validators)
+    resource.validate(work_types)
     return resource

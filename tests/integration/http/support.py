@@ -17,6 +17,7 @@ import attrs
 import uvicorn
 from litestar import Litestar
 
+from workqueue_broker.work_types import broker_spec_validator
 from workqueue_core.service.broker import BrokerService
 from workqueue_core.testing import FakeClock, SequentialIds, SequentialTokens
 from workqueue_http.server import create_app
@@ -70,6 +71,7 @@ def new_service(clock: FakeClock) -> BrokerService:
         SequentialIds(),
         SequentialTokens(),
         notifier=store.notifier,
+        spec_validator=broker_spec_validator(),
         poll_interval=0.2,
     )
 
