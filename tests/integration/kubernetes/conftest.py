@@ -9,8 +9,9 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from support.kube.fixtures import fake_kube, kubeconfig
+from workqueue_kubernetes import KubernetesClusterClient, load_configuration, open_cluster_client
 
-__all__ = ["api_client", "fake_kube", "kubeconfig"]
+__all__ = ["api_client", "cluster", "fake_kube", "kubeconfig"]
 
 
 @pytest.fixture
@@ -20,3 +21,11 @@ async def api_client(kubeconfig: Path) -> AsyncIterator[client.ApiClient]:
     await config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
     async with client.ApiClient(configuration) as api:
         yield api
+
+
+@pytest.fixture
+async def cluster(kubeconfig: Path) -> AsyncIterator[KubernetesClusterClient]:
+    """The adapter's ClusterClient, configured from the fake's kubeconfig file."""
+    configuration = await load_configuration(str(kubeconfig), "fake", in_cluster=False)
+    async with open_cluster_client(configuration) as client_:
+        yield client_

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+import yaml
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from support.kube import OUTCOME_ANNOTATION, FakeKube
+from support.kube import DELAY_ANNOTATION, OUTCOME_ANNOTATION, FakeKube
 
 pytestmark = pytest.mark.anyio
 
@@ -612,17 +614,17 @@ async def test_watch_from_a_compacted_version_is_an_error_event_in_a_200_stream(
     # kubernetes-asyncio's Watch turns it into ApiException(410) (with timeout_seconds it
     # does not retry on its own).
     watcher = watch.Watch()
-    with pytest.raises(ApiException) as caught:
-        async with watcher:
-            stream = watcher.stream(
-                objects.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                NS,
-                PLURAL,
-                resource_version=created["metadata"]["resourceVersion"],
-                timeout_seconds=5,
-            )
+    async with watcher:
+        stream = watcher.stream(
+            objects.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            resource_version=created["metadata"]["resourceVersion"],
+            timeout_seconds=5,
+        )
+        with pytest.raises(ApiException) as caught:
             await collect(stream, 1)
     assert caught.value.status == 410
 
@@ -819,3 +821,127 @@ async def test_job_controller_never_and_toggle(
     assert "conditions" not in running["status"]
     assert running["status"]["active"] == 1
     assert "status" not in idle
+
+
+# --- more resources -------------------------------------------------------------------------
+
+SHIPWRIGHT = Path(__file__).resolve().parents[3].parent / "shared" / "upstream" / "shipwright"
+
+
+async def test_shipwright_resources_register_in_one_call(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    builds = fake_kube.register_crd(SHIPWRIGHT / "deploy/crds/shipwright.io_builds.yaml", "v1beta1")
+    assert (builds.plural, builds.kind, builds.status_subresource) == ("builds", "Build", True)
+    sample = yaml.safe_load(
+        (
+            SHIPWRIGHT / "samples/v1beta1/build/build_buildah_shipwright_managed_push_cr.yaml"
+        ).read_text()
+    )
+    objects = client.CustomObjectsApi(api_client)
+    created = await objects.create_namespaced_custom_object(
+        "shipwright.io", "v1beta1", NS, "builds", sample
+    )
+    assert created["metadata"]["generation"] == 1
+    sample["metadata"]["name"] = "broken"
+    sample["spec"]["output"] = {"pushSecret": "x"}  # output.image is required
+    with pytest.raises(ApiException) as caught:
+        await objects.create_namespaced_custom_object(
+            "shipwright.io", "v1beta1", NS, "builds", sample
+        )
+    assert caught.value.status == 422
+
+
+async def test_a_watch_the_client_closes_is_forgotten(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    response = await client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, watch=True, _preload_content=False
+    )
+    await wait_until(lambda: len(fake_kube._watchers) == 1)
+    response.close()
+    await wait_until(lambda: not fake_kube._watchers)
+
+
+async def test_generate_name_and_exact_list_below_the_window(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    body = work("ignored")
+    del body["metadata"]["name"]
+    body["metadata"]["generateName"] = "run-"
+    created = await create_work(api_client, body)
+    assert created["metadata"]["name"].startswith("run-")
+    assert len(created["metadata"]["name"]) == len("run-") + 5
+    old = created["metadata"]["resourceVersion"]
+    await create_work(api_client, work("later"))
+    fake_kube.compact()
+    # A plain list with an old version is served ("not older than" is satisfied)...
+    listed = await objects.list_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, resource_version=old
+    )
+    assert len(listed["items"]) == 2
+    # ...an exact list below the compaction window is HTTP 410 Expired.
+    with pytest.raises(ApiException) as caught:
+        await objects.list_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, resource_version=old, resource_version_match="Exact"
+        )
+    assert caught.value.status == 410
+    assert status_of(caught.value)["reason"] == "Expired"
+
+
+async def test_job_controller_delay_annotation(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    batch = client.BatchV1Api(api_client)
+    await batch.create_namespaced_job(NS, job("slow", {DELAY_ANNOTATION: "30"}))
+    fake_kube.jobs.delay = 30.0
+    await batch.create_namespaced_job(NS, job("slow-default"))
+    await batch.create_namespaced_job(NS, job("quick", {DELAY_ANNOTATION: "0"}))
+    await wait_until(
+        lambda: "completionTime" in (fake_kube.get("jobs", NS, "quick") or {}).get("status", {})
+    )
+    for name in ("slow", "slow-default"):
+        current = fake_kube.get("jobs", NS, name)
+        assert current is not None
+        assert current["status"]["startTime"]
+        assert "conditions" not in current["status"]
+
+
+async def test_leases_for_leader_election(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    leases = client.CoordinationV1Api(api_client)
+    body = client.V1Lease(
+        metadata=client.V1ObjectMeta(name="workqueue-controller"),
+        spec=client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=15),
+    )
+    created = await leases.create_namespaced_lease(NS, body)
+    assert created.spec.holder_identity == "a"
+    taken = await leases.replace_namespaced_lease(
+        "workqueue-controller",
+        NS,
+        client.V1Lease(
+            metadata=created.metadata,
+            spec=client.V1LeaseSpec(holder_identity="b", lease_duration_seconds=15),
+        ),
+    )
+    assert taken.spec.holder_identity == "b"
+    with pytest.raises(ApiException) as caught:  # the other candidate's stale read
+        await leases.replace_namespaced_lease(
+            "workqueue-controller",
+            NS,
+            client.V1Lease(metadata=created.metadata, spec=client.V1LeaseSpec(holder_identity="c")),
+        )
+    assert caught.value.status == 409
+    assert fake_kube.count("update", "leases") == 2
+
+
+async def test_field_selector_on_namespace(api_client: client.ApiClient) -> None:
+    objects = client.CustomObjectsApi(api_client)
+    await create_work(api_client, work("here"))
+    await objects.create_namespaced_custom_object(GROUP, VERSION, "other", PLURAL, work("there"))
+    listed = await objects.list_cluster_custom_object(
+        GROUP, VERSION, PLURAL, field_selector="metadata.namespace!=default"
+    )
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["there"]

@@ -18,7 +18,9 @@ that ``kubernetes-validate`` ships for ``KUBERNETES_VERSION``.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -70,6 +72,24 @@ CEL_RULES: Final[Mapping[str, Callable[[Any], bool]]] = {
     ),
 }
 """CEL rules the fake can evaluate, by their text with whitespace runs collapsed."""
+
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time")
+def _date_time(value: object) -> bool:
+    """RFC 3339, as the API server checks ``format: date-time`` (and a real date)."""
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        return not isinstance(value, str)
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _normalise_rule(rule: str) -> str:
@@ -156,9 +176,7 @@ class CrdSchema:
 
     def errors(self, obj: Mapping[str, Any]) -> list[Cause]:
         """Every schema violation of a pruned object, as Status causes."""
-        validator = jsonschema.Draft202012Validator(
-            dict(self.schema), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-        )
+        validator = jsonschema.Draft202012Validator(dict(self.schema), format_checker=_FORMATS)
         causes = [
             Cause(_path(list(error.absolute_path)) or "<root>", error.message)
             for error in validator.iter_errors(obj)

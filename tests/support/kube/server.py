@@ -64,8 +64,8 @@ import yaml
 from aiohttp import web
 
 from .patch import PatchError, apply_json_patch, apply_merge_patch
-from .resources import DEFAULT_RESOURCES, Resource, works_resource
-from .schema import Cause
+from .resources import DEFAULT_RESOURCES, Resource, resource_from_crd, works_resource
+from .schema import Cause, load_crd
 from .selectors import FieldSelector, LabelSelector, SelectorError
 
 __all__ = ["ApiError", "FakeKube", "RequestRecord", "now_rfc3339"]
@@ -125,13 +125,14 @@ class ApiError(Exception):
         return body
 
 
-@attrs.frozen
+@attrs.define
 class RequestRecord:
     """One request as the fake saw it; ``verb`` is the Kubernetes verb.
 
     Verbs: get, list, watch, create, update, patch, delete, deletecollection (``None``
-    for paths that are not resources).  ``status`` is the HTTP status answered (200 for
-    a watch stream, even one that starts with an ERROR event).
+    for paths that are not resources).  Logged when the request arrives; ``status`` is
+    the HTTP status answered (0 while in progress; 200 for a watch stream, even one that
+    starts with an ERROR event).
     """
 
     method: str
@@ -266,6 +267,17 @@ class FakeKube:
         """Serve ``resource`` (e.g. ``resource_from_crd(shipwright_build_crd)``)."""
         self._resources[resource.key] = resource
 
+    def register_crd(self, crd: Path | Mapping[str, Any], version: str | None = None) -> Resource:
+        """Serve the custom resource a CRD (file or manifest) defines, validated by its schema.
+
+        ``version`` defaults to the CRD's storage version.  Example (Shipwright):
+        ``kube.register_crd(UPSTREAM / "shipwright.io_builds.yaml", "v1beta1")``.
+        """
+        manifest = load_crd(crd) if isinstance(crd, Path) else crd
+        resource = resource_from_crd(manifest, version)
+        self.register(resource)
+        return resource
+
     async def __aenter__(self) -> FakeKube:
         await self._start()
         return self
@@ -281,7 +293,11 @@ class FakeKube:
     async def _start(self) -> None:
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
+        # handler_cancellation: a watch whose client went away ends at once (not at its
+        # next write), so its queue stops growing.
+        runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=0.1, handler_cancellation=True
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self._port, reuse_address=True)
         await site.start()
@@ -911,7 +927,20 @@ class FakeKube:
         content_type = request.headers.get("Content-Type")
         if content_type is not None:
             content_type = content_type.split(";")[0].strip()
-        status = 200
+        record = RequestRecord(
+            method=request.method,
+            path=request.path,
+            query=query,
+            verb=verb,
+            group=route.resource.group if route else None,
+            resource=route.resource.plural if route else None,
+            subresource=route.subresource if route else None,
+            namespace=route.namespace if route else None,
+            name=route.name if route else None,
+            content_type=content_type,
+            status=0,
+        )
+        self.requests.append(record)
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
@@ -919,33 +948,18 @@ class FakeKube:
             if route is None:
                 raise ApiError(
                     404,
-                    f"the server could not find the requested resource"
+                    "the server could not find the requested resource"
                     f" ({request.method} {request.path})",
                 )
             if verb == "watch":
+                record.status = 200
                 return await self._watch(request, route, query)
             body = await self._body(request)
-            answer, status = self._dispatch(route, verb, query, body, content_type)
-            return web.json_response(answer, status=status)
+            answer, record.status = self._dispatch(route, verb, query, body, content_type)
+            return web.json_response(answer, status=record.status)
         except ApiError as error:
-            status = error.code
+            record.status = error.code
             return web.json_response(error.status(), status=error.code)
-        finally:
-            self.requests.append(
-                RequestRecord(
-                    method=request.method,
-                    path=request.path,
-                    query=query,
-                    verb=verb,
-                    group=route.resource.group if route else None,
-                    resource=route.resource.plural if route else None,
-                    subresource=route.subresource if route else None,
-                    namespace=route.namespace if route else None,
-                    name=route.name if route else None,
-                    content_type=content_type,
-                    status=status,
-                )
-            )
 
     def _inject_faults(
         self, method: str, path: str, verb: str | None, route: _Route | None
