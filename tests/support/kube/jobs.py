@@ -12,6 +12,11 @@ Each created Job is driven to an outcome chosen by its annotations:
     ``FailedIndexes``: ``FailureTarget`` then ``Failed``, both with that reason;
     ``FailedIndexes`` and ``MaxFailedIndexesExceeded`` also work as bare words;
     ``never``: started (``startTime``, ``active: 1``) and left running.
+``fake.workqueue.dev/outcomes``
+    a comma-separated list of outcomes as above, one per retry: the Job whose
+    ``workqueue.dev/instance`` label is *n* gets the *n*-th (the last one when the list is
+    shorter), so ``Failed,Failed,Complete`` fails twice and then succeeds; it wins over
+    ``fake.workqueue.dev/outcome``.
 ``fake.workqueue.dev/delay``
     seconds between the Job's start and its outcome (default ``JobController.delay``).
 
@@ -38,9 +43,16 @@ from .server import ApiError, now_rfc3339
 if TYPE_CHECKING:
     from .server import FakeKube
 
-__all__ = ["DELAY_ANNOTATION", "OUTCOME_ANNOTATION", "JobController", "default_job"]
+__all__ = [
+    "DELAY_ANNOTATION",
+    "OUTCOMES_ANNOTATION",
+    "OUTCOME_ANNOTATION",
+    "JobController",
+    "default_job",
+]
 
 OUTCOME_ANNOTATION: Final = "fake.workqueue.dev/outcome"
+OUTCOMES_ANNOTATION: Final = "fake.workqueue.dev/outcomes"
 DELAY_ANNOTATION: Final = "fake.workqueue.dev/delay"
 
 _FAILURE_MESSAGES: Final = {
@@ -157,6 +169,11 @@ class JobController:
     async def _drive(self, job: dict[str, Any]) -> None:
         annotations = job["metadata"].get("annotations") or {}
         outcome = annotations.get(OUTCOME_ANNOTATION, self.default_outcome)
+        if annotations.get(OUTCOMES_ANNOTATION):
+            outcomes = [o.strip() for o in annotations[OUTCOMES_ANNOTATION].split(",")]
+            labels = job["metadata"].get("labels") or {}
+            index = int(labels.get("workqueue.dev/instance", "0"))
+            outcome = outcomes[min(index, len(outcomes) - 1)]
         delay = float(annotations.get(DELAY_ANNOTATION, self.delay))
         await asyncio.sleep(self.step)
         if not await self._write_status(job, {"startTime": now_rfc3339(), "active": 1}):
