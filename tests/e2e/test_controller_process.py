@@ -142,3 +142,81 @@ async def test_two_replicas_elect_one_leader_and_hand_over_when_it_dies(
             assert follower.poll() is None
             assert holder(fake_kube) == follower_name
             assert reconciling(logs[follower_name])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_health_readiness_and_metrics(
+    fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    import httpx
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "workqueue_controller", "--kubeconfig", str(kubeconfig),
+        "--namespace", NS, "--no-leader-elect", "--health-port", str(port),
+    ]  # fmt: skip
+    configuration = await load_configuration(str(kubeconfig), "fake", in_cluster=False)
+    with (tmp_path / "controller.log").open("ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        async with open_cluster_client(configuration) as client, httpx.AsyncClient() as http:
+            base = f"http://127.0.0.1:{port}"
+            with anyio.fail_after(30):
+                while True:
+                    try:
+                        ready = await http.get(f"{base}/readyz")
+                    except httpx.TransportError:
+                        await anyio.sleep(0.05)
+                        continue
+                    if ready.status_code == 200:
+                        break
+                    assert ready.status_code == 503
+                    await anyio.sleep(0.05)
+            assert (await http.get(f"{base}/healthz")).status_code == 200
+            await create(client, job_work("measured", "Failed", "Complete"))
+            await terminal(fake_kube, "measured")
+            metrics = (await http.get(f"{base}/metrics")).text
+            assert (await http.get(f"{base}/nothing")).status_code == 404
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    assert process.returncode == 0, "SIGTERM is a clean stop"
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["workqueue_controller_instances_created_total"] == 2
+    assert values['workqueue_controller_outcomes_total{phase="Succeeded"}'] == 1
+    assert values['workqueue_controller_works{phase="Succeeded"}'] == 1
+    assert values["workqueue_controller_reconciles_total"] >= 3
+    assert values["workqueue_controller_leader"] == 1
+    assert "workqueue_controller_queue_depth" in values
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lease-duration", "2s", "--renew-deadline", "5s"], "renew_deadline < lease_duration"),
+        (["--concurrency", "0"], "--concurrency: must be in 1..256"),
+        (["--health-port", "http"], "--health-port: expected an integer"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(flags: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "workqueue_controller", *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert done.stderr.startswith("workqueue controller: error:")
+    assert "Traceback" not in done.stderr
