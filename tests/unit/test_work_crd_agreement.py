@@ -140,7 +140,7 @@ def crd_accepts(document: dict[str, Any]) -> bool:
     return not SCHEMA.errors(pruned)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(works())
 def test_the_parser_accepts_exactly_what_the_crd_accepts(document: dict[str, Any]) -> None:
     assert parser_accepts(document) == crd_accepts(document), document

@@ -11,10 +11,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
-from support.kube import KUBERNETES_VERSION, WORK_CRD, CrdSchema, load_crd
 from workqueue_core.errors import SpecError
 from workqueue_core.work_resource import WorkResource
+
+from support.kube import KUBERNETES_VERSION, WORK_CRD, CrdSchema, load_crd
 
 SAMPLES = sorted((WORK_CRD.parents[1] / "samples").glob("work-*.yaml"))
 JUNCTORS = ("allOf", "anyOf", "oneOf", "not")

@@ -64,7 +64,16 @@ import yaml
 from aiohttp import web
 
 from .patch import PatchError, apply_json_patch, apply_merge_patch
-from .resources import DEFAULT_RESOURCES, Resource, resource_from_crd, works_resource
+from .resources import (
+    DEFAULT_RESOURCES,
+    Resource,
+    api_group,
+    api_group_list,
+    api_resource_list,
+    api_versions,
+    resource_from_crd,
+    works_resource,
+)
 from .schema import Cause, load_crd
 from .selectors import FieldSelector, LabelSelector, SelectorError
 
@@ -471,6 +480,24 @@ class FakeKube:
             and (subresource is None or r.subresource == subresource)
             and (method is None or r.method == method)
         )
+
+    def discovery(self, path: str) -> dict[str, Any] | None:
+        """The API discovery document the real server answers on ``path`` (``/api``,
+        ``/api/v1``, ``/apis``, ``/apis/<group>``, ``/apis/<group>/<version>``), or None."""
+        parts = [p for p in path.split("/") if p]
+        served = list(self._resources.values())
+        if parts == ["api"]:
+            return api_versions()
+        if len(parts) == 2 and parts[0] == "api":
+            return api_resource_list("", parts[1], served)
+        if parts == ["apis"]:
+            return api_group_list(served)
+        if len(parts) == 2 and parts[0] == "apis":
+            versions = [r.version for r in served if r.group == parts[1]]
+            return api_group(parts[1], dict.fromkeys(versions)) if versions else None
+        if len(parts) == 3 and parts[0] == "apis":
+            return api_resource_list(parts[1], parts[2], served)
+        return None
 
     # --- the store (also used by the simulated controllers) --------------------------
 
@@ -946,6 +973,10 @@ class FakeKube:
                 await asyncio.sleep(self.latency)
             self._inject_faults(request.method, request.path, verb, route)
             if route is None:
+                document = self.discovery(request.path) if request.method == "GET" else None
+                if document is not None:
+                    record.status = 200
+                    return web.json_response(document)
                 raise ApiError(
                     404,
                     "the server could not find the requested resource"
