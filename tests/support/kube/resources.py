@@ -15,6 +15,7 @@ __all__ = [
     "EVENTS",
     "JOBS",
     "LEASES",
+    "NAMESPACES",
     "PODS",
     "WORK_CRD",
     "Resource",
@@ -116,6 +117,18 @@ PODS = Resource(
     categories=("all",),
 )
 EVENTS = Resource("", "v1", "events", "Event", singular="event", short_names=("ev",))
+NAMESPACES = Resource(
+    "",
+    "v1",
+    "namespaces",
+    "Namespace",
+    namespaced=False,
+    status_subresource=True,
+    singular="namespace",
+    short_names=("ns",),
+)
+"""Cluster-scoped Namespaces; not served by default (``FakeKube.register(NAMESPACES)``):
+kopf waits for them in discovery and lists them to find the namespaces it serves."""
 DEFAULT_RESOURCES = (JOBS, LEASES, PODS, EVENTS)
 """Built-in kinds served by default (``Work`` is added from the CRD file)."""
 

@@ -217,6 +217,12 @@ class _Watcher:
             self.queue.put_nowait(event)
 
 
+def _by_namespace_and_name(item: tuple[tuple[Any, str | None, str], Any]) -> tuple[str, str]:
+    """Sort key of stored objects: namespace (cluster-scoped first), then name."""
+    (_, namespace, name), _ = item
+    return (namespace or "", name)
+
+
 def _int_query(query: Mapping[str, str], key: str) -> int | None:
     value = query.get(key)
     if value is None or value == "":
@@ -454,7 +460,7 @@ class FakeKube:
         resource = self.resource(plural)
         return [
             copy.deepcopy(obj)
-            for (key, ns, _), obj in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
+            for (key, ns, _), obj in sorted(self._objects.items(), key=_by_namespace_and_name)
             if key == resource.key and (namespace is None or ns == namespace)
         ]
 
@@ -1086,7 +1092,7 @@ class FakeKube:
             raise ApiError(400, str(exc)) from None
         return [
             obj
-            for (key, ns, _), obj in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
+            for (key, ns, _), obj in sorted(self._objects.items(), key=_by_namespace_and_name)
             if key == resource.key
             and (namespace is None or ns == namespace)
             and labels.matches(obj["metadata"].get("labels"))

@@ -1,0 +1,212 @@
+"""The Work controller benchmark: ``job`` Works driven to Succeeded on the fake API server.
+
+``python -m benchmarks.controller [--works N | --quick] [--concurrency C] [--output F]``
+
+Each system runs on a fresh fake server (``tests/support/kube``) in this process; the
+fake's simulated Job controller completes every Job at once. Reported per system: Works/s
+(first Work created → last Work terminal), API requests per Work from the fake's request
+log after the first Work was created (writes: create/update/patch/delete; reads:
+get/list; watches counted apart), and p50/p99 from the fake storing a Job's ``Complete``
+condition to it storing the Work's terminal phase. The anchor is a minimal kopf operator
+(``anchor_kopf``) in the same run. ``docs/benchmarks.md`` has what this measures and the
+latest results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from benchmarks._env import machine
+from benchmarks._kube import READS, WRITES, ControllerResult, FakeKube, measure
+
+LIBRARIES = ("kopf", "kubernetes_asyncio", "aiohttp", "anyio", "workqueue")
+SYSTEMS = ("ours", "kopf")
+
+
+def ours_runner(concurrency: int) -> Any:
+    """Our ``WorkController`` with the ``job`` work type and a real kubernetes-asyncio
+    client, run until the stop event."""
+
+    async def run(
+        fake: FakeKube, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
+    ) -> None:
+        from workqueue_core.work.registry import WorkTypes
+        from workqueue_kubernetes import load_configuration, open_cluster_client
+        from workqueue_kubernetes.controller import ControllerOptions, WorkController
+        from workqueue_kubernetes.job import JobWorkType
+
+        configuration = await load_configuration(str(kubeconfig), "fake", in_cluster=False)
+        async with open_cluster_client(configuration) as client:
+            controller = WorkController(
+                client,
+                WorkTypes([JobWorkType()]),
+                ControllerOptions(namespace="default", concurrency=concurrency),
+            )
+            async with anyio.create_task_group() as tg:
+                await tg.start(controller.run)
+                ready.set()
+                await stop.wait()
+                tg.cancel_scope.cancel()
+
+    return run
+
+
+def versions() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _ms(seconds: float) -> str:
+    return "-" if seconds != seconds else f"{seconds * 1000:.1f}"
+
+
+def table(results: Sequence[ControllerResult]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| system | Works | Succeeded | Works/s | writes/Work | reads/Work | watches"
+        " | p50 ms | p99 ms | settings |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        watches = r.requests.count(("watch",)) if r.requests else 0
+        lines.append(
+            f"| {r.system} | {r.works} | {r.succeeded} | {r.works_per_second:.1f}"
+            f" | {r.per_work(WRITES):.2f} | {r.per_work(READS):.2f} | {watches}"
+            f" | {_ms(r.percentile(50))} | {_ms(r.percentile(99))} | {r.settings} |"
+        )
+    return "\n".join(lines)
+
+
+def breakdown(results: Sequence[ControllerResult]) -> str:
+    """Steady-state requests per Work by verb and resource, one column per system."""
+    keys = sorted({k for r in results if r.requests for k in r.requests.by_resource})
+    lines = [
+        "| request | " + " | ".join(r.system for r in results) + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+    for key in keys:
+        cells = [
+            f"{(r.requests.by_resource.get(key, 0) / r.works):.2f}" if r.requests else "-"
+            for r in results
+        ]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    startup = [str(r.requests.startup) if r.requests else "-" for r in results]
+    discovery = [str(r.requests.discovery) if r.requests else "-" for r in results]
+    errors = [str(r.requests.errors) if r.requests else "-" for r in results]
+    lines.append("| (startup requests, total) | " + " | ".join(startup) + " |")
+    lines.append("| (of all: discovery requests, total) | " + " | ".join(discovery) + " |")
+    lines.append("| (steady-state error answers, total) | " + " | ".join(errors) + " |")
+    return "\n".join(lines)
+
+
+def ratios(results: Sequence[ControllerResult]) -> dict[str, Any]:
+    """Ours against kopf in this run, with the issue's targets."""
+    by_name = {r.system: r for r in results}
+    ours, kopf = by_name.get("ours"), by_name.get("kopf")
+    found: dict[str, Any] = {}
+    if ours is not None:
+        found["ours_writes_per_work"] = ours.per_work(WRITES)
+        found["ours_reads_per_work"] = ours.per_work(READS)
+        found["target_writes_le_5"] = ours.per_work(WRITES) <= 5
+        found["target_no_reads"] = ours.per_work(READS) == 0
+    if ours is not None and kopf is not None and kopf.complete and kopf.works_per_second:
+        found["throughput_ours_over_kopf"] = ours.works_per_second / kopf.works_per_second
+        found["target_throughput_2x"] = found["throughput_ours_over_kopf"] >= 2
+        ours_total = ours.per_work(WRITES) + ours.per_work(READS)
+        kopf_total = kopf.per_work(WRITES) + kopf.per_work(READS)
+        found["requests_per_work_ours_over_kopf"] = ours_total / kopf_total if kopf_total else None
+        found["target_fewer_requests"] = ours_total < kopf_total
+    return found
+
+
+async def run(args: argparse.Namespace) -> list[ControllerResult]:
+    results: list[ControllerResult] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for system in args.systems:
+            if system == "ours":
+                runner = ours_runner(args.concurrency)
+                settings = f"concurrency {args.concurrency}"
+            else:
+                from benchmarks.anchor_kopf import run_kopf
+
+                runner = run_kopf
+                settings = "kopf defaults, posting off"
+            print(f"running {system} ({args.works} Works) …", file=sys.stderr, flush=True)
+            results.append(
+                await measure(
+                    system, runner, args.works, Path(tmp), settings=settings, timeout=args.timeout
+                )
+            )
+    return results
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.controller", description=__doc__)
+    parser.add_argument("--works", type=int, default=1000, help="Works per system (1000)")
+    parser.add_argument("--quick", action="store_true", help="100 Works: proves it runs")
+    parser.add_argument("--concurrency", type=int, default=8, help="our reconcile workers (8)")
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {','.join(SYSTEMS)}"
+    )
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per system")
+    parser.add_argument("--output", type=Path, help="write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.quick and "--works" not in (argv if argv is not None else sys.argv):
+        args.works = 100
+    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown or args.works < 1 or args.concurrency < 1:
+        parser.error(
+            f"unknown systems {sorted(unknown)}" if unknown else "--works and --concurrency ≥ 1"
+        )
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
+    results = asyncio.run(run(args))
+    env = {"machine": machine(), "versions": versions()}
+    print("## Machine\n")
+    for key, value in env["machine"].items():
+        print(f"- {key}: {value}")
+    print("- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    print(f"\n## Controller: {args.works} job Works to Succeeded on the fake API server\n")
+    print(table(results))
+    print("\nSteady-state requests per Work:\n")
+    print(breakdown(results))
+    found = ratios(results)
+    print("\nRatios and targets:\n")
+    for key, value in found.items():
+        print(f"- {key}: {value:.2f}" if isinstance(value, float) else f"- {key}: {value}")
+    for r in results:
+        if r.error:
+            print(f"\n{r.system} FAILED: {r.error}")
+    if args.output:
+        payload = {
+            **env,
+            "works": args.works,
+            "concurrency": args.concurrency,
+            "results": [r.to_json() for r in results],
+            "ratios": found,
+        }
+        args.output.write_text(json.dumps(payload, indent=2, default=str))
+    return 0 if all(r.complete for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
