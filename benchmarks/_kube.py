@@ -141,6 +141,10 @@ class ControllerResult:
     requests: RequestCounts | None
     settings: str = ""
     error: str | None = None
+    stored_succeeded: int = 0
+    """Works whose stored status is Succeeded when the run ended (read from the fake)."""
+    jobs: int = 0
+    """Jobs in the fake when the run ended (one per Work is right)."""
 
     @property
     def works_per_second(self) -> float:
@@ -153,7 +157,7 @@ class ControllerResult:
 
     @property
     def complete(self) -> bool:
-        return self.error is None and self.succeeded == self.works
+        return self.error is None and self.succeeded == self.stored_succeeded == self.works
 
     def percentile(self, q: float) -> float:
         """Nearest-rank percentile of the completion→terminal latencies, in seconds."""
@@ -168,6 +172,8 @@ class ControllerResult:
             "system": self.system,
             "works": self.works,
             "succeeded": self.succeeded,
+            "stored_succeeded": self.stored_succeeded,
+            "jobs": self.jobs,
             "seconds": self.seconds,
             "works_per_second": self.works_per_second,
             "writes_per_work": self.per_work(WRITES),
@@ -222,6 +228,12 @@ async def measure(
                 error = f"{count - len(probe.work_terminal)} Works not terminal after {timeout}s"
             last = max(probe.work_terminal.values(), default=first)
             requests = RequestCounts.of(list(fake.requests), startup)
+            stored_succeeded = sum(
+                1
+                for w in fake.objects("works", NAMESPACE)
+                if (w.get("status") or {}).get("phase") == "Succeeded"
+            )
+            jobs = len(fake.objects("jobs", NAMESPACE))
         except Exception as exc:  # the system could not run: report it, not a traceback
             return ControllerResult(system, count, 0, 0.0, (), None, settings, repr(exc))
         finally:
@@ -237,7 +249,16 @@ async def measure(
     )
     succeeded = sum(1 for n in names if probe.phases.get(n) == "Succeeded")
     return ControllerResult(
-        system, count, succeeded, last - first, latencies, requests, settings, error
+        system,
+        count,
+        succeeded,
+        last - first,
+        latencies,
+        requests,
+        settings,
+        error,
+        stored_succeeded,
+        jobs,
     )
 
 

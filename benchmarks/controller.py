@@ -159,7 +159,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.controller", description=__doc__)
     parser.add_argument("--works", type=int, default=1000, help="Works per system (1000)")
     parser.add_argument("--quick", action="store_true", help="100 Works: proves it runs")
-    parser.add_argument("--concurrency", type=int, default=8, help="our reconcile workers (8)")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="our reconcile workers (4, the default)"
+    )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {','.join(SYSTEMS)}"
     )
