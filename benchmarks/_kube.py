@@ -86,14 +86,17 @@ def work_names(count: int) -> list[str]:
     return [f"w-{i:05d}" for i in range(count)]
 
 
-async def create_works(fake: FakeKube, names: Sequence[str]) -> float:
+async def create_works(fake: FakeKube, names: Sequence[str], rate: float = 0.0) -> float:
     """Create the Works in the fake's store (each a real ADDED watch event); returns the
-    monotonic time of the first create. Yields to the loop every 50 Works."""
+    monotonic time of the first create. ``rate`` 0: all at once (yielding to the loop
+    every 50 Works); else ``rate`` Works per second, evenly spaced."""
     works = fake.resource("works")
     started = time.monotonic()
     for i, name in enumerate(names):
         fake.create_object(works, NAMESPACE, job_work(name))
-        if i % 50 == 49:
+        if rate > 0:
+            await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+        elif i % 50 == 49:
             await asyncio.sleep(0)
     return started
 
@@ -204,6 +207,7 @@ async def measure(
     *,
     settings: str = "",
     timeout: float = 600.0,
+    rate: float = 0.0,
 ) -> ControllerResult:
     """Run ``runner`` on a fresh fake server, create ``count`` Works, wait until all are
     terminal (or ``timeout``), and account for it."""
@@ -221,7 +225,7 @@ async def measure(
             await asyncio.wait_for(_ready_or_failed(ready, task), 60)
             await asyncio.sleep(0.5)  # let the initial lists and watches settle
             startup = len(fake.requests)
-            first = await create_works(fake, names)
+            first = await create_works(fake, names, rate)
             try:
                 await asyncio.wait_for(_ready_or_failed(probe.done, task), timeout)
             except TimeoutError:

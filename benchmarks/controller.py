@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import json
+import logging
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -149,7 +150,13 @@ async def run(args: argparse.Namespace) -> list[ControllerResult]:
             print(f"running {system} ({args.works} Works) …", file=sys.stderr, flush=True)
             results.append(
                 await measure(
-                    system, runner, args.works, Path(tmp), settings=settings, timeout=args.timeout
+                    system,
+                    runner,
+                    args.works,
+                    Path(tmp),
+                    settings=settings,
+                    timeout=args.timeout,
+                    rate=args.rate,
                 )
             )
     return results
@@ -164,6 +171,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {','.join(SYSTEMS)}"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="create Works at this many per second (default 0: all at once, a drain)",
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per system")
     parser.add_argument("--output", type=Path, help="write the results as JSON")
@@ -181,13 +194,16 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    # A watch the client closes at shutdown makes aiohttp log the fake's failed write.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     results = asyncio.run(run(args))
     env = {"machine": machine(), "versions": versions()}
     print("## Machine\n")
     for key, value in env["machine"].items():
         print(f"- {key}: {value}")
     print("- versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
-    print(f"\n## Controller: {args.works} job Works to Succeeded on the fake API server\n")
+    arrival = f"created at {args.rate:g}/s" if args.rate else "created at once"
+    print(f"\n## Controller: {args.works} job Works ({arrival}) to Succeeded on the fake\n")
     print(table(results))
     print("\nSteady-state requests per Work:\n")
     print(breakdown(results))
@@ -203,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             **env,
             "works": args.works,
             "concurrency": args.concurrency,
+            "rate": args.rate,
             "results": [r.to_json() for r in results],
             "ratios": found,
         }
