@@ -110,6 +110,8 @@ class RequestCounts:
     startup: int
     discovery: int
     errors: int
+    watches: int
+    """Watch requests over the whole run (opened at startup, or re-opened later)."""
 
     @classmethod
     def of(cls, requests: Sequence[RequestRecord], startup: int) -> RequestCounts:
@@ -126,6 +128,7 @@ class RequestCounts:
             startup=startup,
             discovery=sum(1 for r in requests if r.verb is None),
             errors=sum(1 for r in steady if r.status >= 400),
+            watches=sum(1 for r in requests if r.verb == "watch"),
         )
 
     def count(self, verbs: Sequence[str]) -> int:
@@ -181,7 +184,7 @@ class ControllerResult:
             "works_per_second": self.works_per_second,
             "writes_per_work": self.per_work(WRITES),
             "reads_per_work": self.per_work(READS),
-            "watches": self.requests.count(("watch",)) if self.requests else None,
+            "watches": self.requests.watches if self.requests else None,
             "requests_by_verb": self.requests.by_verb if self.requests else None,
             "requests_by_resource": self.requests.by_resource if self.requests else None,
             "startup_requests": self.requests.startup if self.requests else None,

@@ -84,7 +84,7 @@ def table(results: Sequence[ControllerResult]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        watches = r.requests.count(("watch",)) if r.requests else 0
+        watches = r.requests.watches if r.requests else 0
         lines.append(
             f"| {r.system} | {r.works} | {r.succeeded} | {r.works_per_second:.1f}"
             f" | {r.per_work(WRITES):.2f} | {r.per_work(READS):.2f} | {watches}"
