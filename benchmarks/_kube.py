@@ -12,6 +12,7 @@ and the simulated Job controller).
 from __future__ import annotations
 
 import asyncio
+import copy
 import sys
 import time
 from collections import Counter
@@ -278,3 +279,63 @@ async def _ready_or_failed(flag: asyncio.Event, task: asyncio.Task[None]) -> Non
         if task.exception() is not None:
             raise RuntimeError(f"the controller stopped: {task.exception()!r}")
         raise RuntimeError("the controller stopped before it was ready")
+
+
+async def run_floor(
+    fake: FakeKube, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    """The harness's own cost: no controller, no HTTP. Each new Work's Job is created in
+    the fake's store at once, and each Job's ``Complete`` is copied into its Work's status
+    there, through the same ``create_object``/``write_object`` (validation, versions,
+    the simulated Job controller) the systems' requests reach."""
+    loop = asyncio.get_running_loop()
+    works, jobs = fake.resource("works"), fake.resource("jobs", "batch")
+    create, write = fake.create_object, fake.write_object
+
+    def create_job(work: dict[str, Any]) -> None:
+        metadata = work["metadata"]
+        job = copy.deepcopy(work["spec"]["template"])
+        job["metadata"] = {
+            "name": f"{metadata['name']}-0",
+            "annotations": job["metadata"].get("annotations", {}),
+            "ownerReferences": [
+                {
+                    "apiVersion": work["apiVersion"],
+                    "kind": "Work",
+                    "name": metadata["name"],
+                    "uid": metadata["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        }
+        job["spec"]["backoffLimit"] = 0
+        create(jobs, metadata["namespace"], job)
+
+    def finish(job: dict[str, Any]) -> None:
+        owner = job["metadata"]["ownerReferences"][0]["name"]
+        work = fake.get("works", job["metadata"]["namespace"], owner)
+        if work is not None:
+            work["status"] = {
+                "phase": "Succeeded",
+                "completionTime": job["status"]["completionTime"],
+            }
+            write(works, job["metadata"]["namespace"], owner, work, subresource="status")
+
+    def created(resource: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        stored = create(resource, *args, **kwargs)
+        if resource is works:
+            loop.call_soon(create_job, stored)
+        return stored
+
+    def written(resource: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        stored = write(resource, *args, **kwargs)
+        conditions = (stored.get("status") or {}).get("conditions") or ()
+        if resource is jobs and any(c["type"] == "Complete" for c in conditions):
+            loop.call_soon(finish, stored)
+        return stored
+
+    fake.create_object = created  # type: ignore[method-assign]
+    fake.write_object = written  # type: ignore[method-assign]
+    ready.set()
+    await stop.wait()

@@ -8,7 +8,9 @@ fake's simulated Job controller completes every Job at once. Reported per system
 log after the first Work was created (writes: create/update/patch/delete; reads:
 get/list; watches counted apart), and p50/p99 from the fake storing a Job's ``Complete``
 condition to it storing the Work's terminal phase. The anchor is a minimal kopf operator
-(``anchor_kopf``) in the same run. ``docs/benchmarks.md`` has what this measures and the
+(``anchor_kopf``) in the same run; ``floor`` is the harness alone (the fake creating each
+Job and copying each outcome in-process, no controller, no HTTP): the ceiling of any
+system measured here. ``docs/benchmarks.md`` has what this measures and the
 latest results.
 """
 
@@ -28,10 +30,10 @@ from typing import Any
 import anyio
 
 from benchmarks._env import machine
-from benchmarks._kube import READS, WRITES, ControllerResult, FakeKube, measure
+from benchmarks._kube import READS, WRITES, ControllerResult, FakeKube, measure, run_floor
 
 LIBRARIES = ("kopf", "kubernetes_asyncio", "aiohttp", "anyio", "workqueue")
-SYSTEMS = ("ours", "kopf")
+SYSTEMS = ("ours", "kopf", "floor")
 
 
 def ours_runner(concurrency: int) -> Any:
@@ -132,6 +134,13 @@ def ratios(results: Sequence[ControllerResult]) -> dict[str, Any]:
         kopf_total = kopf.per_work(WRITES) + kopf.per_work(READS)
         found["requests_per_work_ours_over_kopf"] = ours_total / kopf_total if kopf_total else None
         found["target_fewer_requests"] = ours_total < kopf_total
+    floor = by_name.get("floor")
+    if floor is not None and floor.complete and floor.works_per_second:
+        for system in (ours, kopf):
+            if system is not None and system.complete:
+                found[f"{system.system}_share_of_floor"] = (
+                    system.works_per_second / floor.works_per_second
+                )
     return found
 
 
@@ -142,6 +151,8 @@ async def run(args: argparse.Namespace) -> list[ControllerResult]:
             if system == "ours":
                 runner = ours_runner(args.concurrency)
                 settings = f"concurrency {args.concurrency}"
+            elif system == "floor":
+                runner, settings = run_floor, "no controller: the fake's own cost"
             else:
                 from benchmarks.anchor_kopf import run_kopf
 

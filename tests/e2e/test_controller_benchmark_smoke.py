@@ -40,12 +40,15 @@ def test_quick_controller_benchmark_succeeds_every_work(tmp_path: Path) -> None:
     report = json.loads(output.read_text())
     assert report["works"] == WORKS
     results = {r["system"]: r for r in report["results"]}
-    assert set(results) == {"ours", "kopf"}
+    assert set(results) == {"ours", "kopf", "floor"}
     for system, result in results.items():
         assert result["error"] is None, (system, result["error"])
         assert result["succeeded"] == result["stored_succeeded"] == WORKS, (system, result)
         assert result["jobs"] == WORKS, (system, result)  # one Job per Work, no duplicate
         assert result["works_per_second"] > 0
+    assert results["floor"]["requests_by_verb"] == {}  # in-process: no API request at all
+    for system in ("ours", "kopf"):
+        result = results[system]
         assert result["requests_by_verb"]["create"] == WORKS  # the Jobs
         assert result["writes_per_work"] >= 2  # a Job create and a Work status write
         assert result["latency_p50_ms"] <= result["latency_p99_ms"]
