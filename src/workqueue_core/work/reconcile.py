@@ -23,7 +23,8 @@ Rules (``docs/work-controller.md`` has the full table):
 4. The current instance succeeded: phase Succeeded, ``completionTime``, ``status.result``.
 5. It failed: a permanent failure, or a retryable one with ``retries == maxRetries``,
    ends the Work Failed; otherwise ``retries`` + 1 and ``nextRetryTime`` = now + the
-   backoff (the item's ``RetryPolicy``, see ``reconcile_policy``).
+   backoff (the item's ``RetryPolicy``, see ``reconcile_policy``), rounded up to a whole
+   second and at least the next one.
 6. It is pending (no progress) for ``claimTimeout`` seconds since it was applied: it is
    stopped and fails retryably (reason ``NoProgress``).
 7. It is missing although applied: after a grace of ``INSTANCE_GRACE`` (the informer may
@@ -90,6 +91,7 @@ lost: the informer cache may lag the create by a moment."""
 
 _MAX_MESSAGE: Final = 2048
 _REASON: Final = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
+_SECOND: Final = timedelta(seconds=1)
 _APPLIED: Final = "Applied"
 _RETRY_SCHEDULED: Final = "RetryScheduled"
 
@@ -170,7 +172,7 @@ def parse_time(text: str) -> datetime:
 
 def _ceil_seconds(when: datetime) -> datetime:
     whole = when.replace(microsecond=0)
-    return whole if whole == when else whole + timedelta(seconds=1)
+    return whole if whole == when else whole + _SECOND
 
 
 def jitter_sample(work_uid: str, retry: int) -> float:
@@ -471,7 +473,9 @@ class _Reconciler:
             )
         retry = n + 1
         delay = policy.delay(retry, jitter_sample(self.owner.uid, retry))
-        due = _ceil_seconds(self.now + delay)
+        # Status times have whole seconds: due is the next whole second at the earliest,
+        # so scheduling a retry and applying it are always two decisions.
+        due = max(_ceil_seconds(self.now + delay), self.now.replace(microsecond=0) + _SECOND)
         status = attrs.evolve(
             self.base,
             phase=WorkPhase.RUNNING,
