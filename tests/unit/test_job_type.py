@@ -29,6 +29,7 @@ from workqueue_kubernetes.job import (
     KUBERNETES_VERSION,
     SUCCEEDED_REASONS,
     JobWorkType,
+    job_schema_validator,
 )
 
 TYPES_GO = Path(__file__).resolve().parents[2] / ".." / "shared" / "upstream" / "kubernetes"
@@ -86,6 +87,22 @@ def test_the_schema_version_is_a_pinned_minor_kubernetes_validate_ships() -> Non
     assert KUBERNETES_VERSION in {
         kubernetes_validate.utils.major_minor(v) for v in kubernetes_validate.utils.all_versions()
     }
+
+
+def test_the_compiled_schema_agrees_with_kubernetes_validate() -> None:
+    variants = [job(), job(backoffLimit="3"), job(parallelism=True), job(backofLimit=0)]
+    broken = job()
+    pod(broken)["containers"][0].update(imge="x", ports=[{"containerPort": "80"}])
+    variants.append(broken)
+    for template in variants:
+        errors = list(job_schema_validator().iter_errors(template))
+        if not errors:
+            kubernetes_validate.validate(copy.deepcopy(template), KUBERNETES_VERSION, strict=True)
+            continue
+        with pytest.raises(kubernetes_validate.ValidationError) as caught:
+            kubernetes_validate.validate(copy.deepcopy(template), KUBERNETES_VERSION, strict=True)
+        assert list(caught.value.absolute_path) in [list(e.absolute_path) for e in errors]
+    assert sum(1 for t in variants if list(job_schema_validator().iter_errors(t))) == 4
 
 
 def test_a_non_zero_backoff_limit_is_refused_saying_retries_follow_max_retries() -> None:
