@@ -508,3 +508,26 @@ def test_now_must_be_aware_and_the_work_must_come_from_the_api_server() -> None:
     anonymous = attrs.evolve(work, metadata=attrs.evolve(work.metadata, uid=None))
     with pytest.raises(ValueError, match="no uid or namespace"):
         reconcile(anonymous, {}, datetime(2030, 1, 1, tzinfo=UTC), JOB_TYPE, POLICY)
+    with pytest.raises(ValueError, match="cannot reconcile a Work of 'build'"):
+        reconcile(
+            attrs.evolve(work, spec=attrs.evolve(work.spec, work_type="build")),
+            {},
+            T0,
+            JOB_TYPE,
+            POLICY,
+        )
+
+
+def test_a_work_of_an_unknown_work_type_fails_permanently() -> None:
+    work = make_work()
+    decision = reconcile(work, {}, T0, None, POLICY)
+    assert kinds(decision) == ["WriteStatus"]
+    status = decision.status
+    assert status is not None and status.phase is WorkPhase.FAILED
+    assert condition(status, CONDITION_TEMPLATE_SUCCEEDED)[1] == "UnknownWorkType"
+    assert condition(status, CONDITION_RETRYABLE)[0] == "False"
+    assert "no work type 'job' is registered here" in status.message
+    deleting = attrs.evolve(
+        work, metadata=attrs.evolve(work.metadata, deletion_timestamp=format_time(T0))
+    )
+    assert reconcile(deleting, {0: [{"kind": "Job"}]}, T0, None, POLICY).actions == ()

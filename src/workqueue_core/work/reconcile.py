@@ -19,6 +19,7 @@ Rules (``docs/work-controller.md`` has the full table):
 
 1. A Work being deleted: stop every live instance; nothing else.
 2. A terminal Work: stop live instances; record ``observedGeneration``.
+   (A Work whose work type the process does not know fails permanently.)
 3. Instances other than the current one that are still live are stopped.
 4. The current instance succeeded: phase Succeeded, ``completionTime``, ``status.result``.
 5. It failed: a permanent failure, or a retryable one with ``retries == maxRetries``,
@@ -337,7 +338,7 @@ class _Reconciler:
     work: WorkResource
     owner: Owner
     now: datetime
-    work_type: WorkType
+    work_type: WorkType | None
     instances: Mapping[int, _Instance]
     base: WorkResourceStatus
     """The observed status with ``observedGeneration`` brought up to date."""
@@ -351,6 +352,7 @@ class _Reconciler:
         for index in sorted(self.instances):
             instance = self.instances[index]
             if instance.live and (everything or index != self.index):
+                assert self.work_type is not None, "instances are read through a work type"
                 steps = instance.pending_stop(self.work_type)
                 if steps:
                     actions.append(StopInstance(index, steps))
@@ -504,6 +506,7 @@ class _Reconciler:
         """Apply the current instance (the caller checked it is due and alone)."""
         n = self.index
         spec = self.work.spec
+        assert self.work_type is not None, "unknown work types fail before any apply"
         if n > spec.max_retries:
             failure = Failure.retryable(
                 "RetriesExhausted",
@@ -532,9 +535,11 @@ class _Reconciler:
 
 
 def _read_instances(
-    observed: Mapping[int, Sequence[Mapping[str, Any]]], work_type: WorkType
+    observed: Mapping[int, Sequence[Mapping[str, Any]]], work_type: WorkType | None
 ) -> dict[int, _Instance]:
     instances: dict[int, _Instance] = {}
+    if work_type is None:
+        return instances
     for index, objects in observed.items():
         if objects:
             found = tuple(objects)
@@ -546,7 +551,7 @@ def reconcile(
     work: WorkResource,
     observed: Mapping[int, Sequence[Mapping[str, Any]]],
     now: datetime,
-    work_type: WorkType,
+    work_type: WorkType | None,
     policy: RetryPolicy,
 ) -> Decision:
     """Decide what the controller does for ``work``.
@@ -554,10 +559,16 @@ def reconcile(
     ``observed`` holds the Work's instance objects as the cluster shows them, by instance
     index (``reconcile_labels.group_instances``).  ``policy`` is the controller's default
     backoff; a Work's ``workqueue.dev/retry-policy`` annotation overrides it, and
-    ``spec.maxRetries`` is the budget.  ``now`` must be timezone-aware.
+    ``spec.maxRetries`` is the budget.  ``work_type`` is the one registered under
+    ``spec.workType``, or None when the process knows no such work type: the Work then
+    fails permanently (reason ``UnknownWorkType``).  ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
+    if work_type is not None and work_type.name != work.spec.work_type:
+        raise ValueError(
+            f"work type {work_type.name!r} cannot reconcile a Work of {work.spec.work_type!r}"
+        )
     owner = owner_of(work)
     status = work.status
     generation = work.metadata.generation
@@ -568,6 +579,11 @@ def reconcile(
         return Decision(tuple(r.stops(everything=True)))
     if status.phase.is_terminal:
         return r.decide(base, r.stops(everything=True))
+    if work_type is None:
+        failure = Failure.permanent(
+            "UnknownWorkType", f"no work type {work.spec.work_type!r} is registered here"
+        )
+        return r.failed_terminally(failure, f"the Work cannot run: {failure.message}", ())
     stops = r.stops(everything=False)
     try:
         backoff = retry_policy_for(work.metadata.annotations, policy)
