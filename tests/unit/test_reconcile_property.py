@@ -120,6 +120,7 @@ class WorkHistory(RuleBasedStateMachine):
         world = self.world
         before = world.work.status
         decision = world.decide(self.default_policy, hidden)
+        assert world.decide(self.default_policy, hidden) == decision, "a pure function"
         after = decision.status
         for action in decision.writes:
             if isinstance(action, ApplyInstance):
