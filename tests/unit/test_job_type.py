@@ -158,6 +158,16 @@ def test_a_non_zero_backoff_limit_is_refused_saying_retries_follow_max_retries()
             "required field is missing",
         ),
         (
+            lambda j: pod(j)["containers"][0].update(name="Main"),
+            "[0].spec.template.spec.containers[0].name",
+            "is not a DNS-1123 label",
+        ),
+        (
+            lambda j: pod(j).update(initContainers=[{"name": "main", "image": "x"}]),
+            "[0].spec.template.spec.containers[0].name",
+            "duplicate container name 'main'",
+        ),
+        (
             lambda j: pod(j)["containers"][0].update(image=""),
             "[0].spec.template.spec.containers[0].image",
             "must not be empty",

@@ -3,10 +3,10 @@
 * ``validate``: the template is exactly one Job, valid against the upstream Kubernetes
   OpenAPI schema of ``KUBERNETES_VERSION`` as ``kubernetes-validate`` ships it (strict:
   unknown fields are refused), plus the rules the schema cannot say: every container has
-  an image, ``restartPolicy`` is Never or OnFailure, the Job is not created suspended, and
-  ``backoffLimit`` / ``backoffLimitPerIndex`` are absent or 0 (one retry budget: the
-  Work's ``maxRetries``).  The compiled schema is kept for the process
-  (``job_schema_validator``).
+  an image and a DNS-1123 label for a name, unique in the pod; ``restartPolicy`` is Never
+  or OnFailure; the Job is not created suspended; ``backoffLimit`` and
+  ``backoffLimitPerIndex`` are absent or 0 (one retry budget: the Work's ``maxRetries``).
+  The compiled schema is kept for the process (``job_schema_validator``).
 * ``instance_objects``: the Job named ``instance_name(work, n)``, in the Work's namespace,
   owned by the Work (``controller`` and ``blockOwnerDeletion``), with the Work's labels and
   the instance labels (on the Job and its pod template) and ``backoffLimit: 0``.
@@ -34,6 +34,7 @@ from workqueue_core.domain.errors import SpecError
 from workqueue_core.domain.models import Failure, FailureClass
 from workqueue_core.ports.cluster import ResourceKind
 from workqueue_core.ports.work_type import InstanceState, InstanceStatus, Owner, StopStep
+from workqueue_core.work.k8s_shapes import check_dns_label
 from workqueue_core.work.reconcile_labels import (
     INSTANCE_LABEL,
     WORK_LABEL,
@@ -207,6 +208,7 @@ def _check_rules(job: Mapping[str, Any]) -> None:
             f"a Job's pods need restartPolicy Never or OnFailure, found {found}",
             f"{pod_path}.restartPolicy",
         )
+    names: set[str] = set()
     for field in ("initContainers", "containers"):
         containers = pod.get(field)
         if not isinstance(containers, list):
@@ -214,11 +216,18 @@ def _check_rules(job: Mapping[str, Any]) -> None:
         if field == "containers" and not containers:
             raise SpecError("needs at least one container", f"{pod_path}.containers")
         for i, container in enumerate(containers):
+            path = f"{pod_path}.{field}[{i}]"
+            name = _mapping(container).get("name")
+            if isinstance(name, str):
+                check_dns_label(name, f"{path}.name")
+                if name in names:
+                    raise SpecError(f"duplicate container name {name!r}", f"{path}.name")
+                names.add(name)
             image = _mapping(container).get("image")
             if image is None:
-                raise SpecError("required field is missing", f"{pod_path}.{field}[{i}].image")
+                raise SpecError("required field is missing", f"{path}.image")
             if not image:
-                raise SpecError("must not be empty", f"{pod_path}.{field}[{i}].image")
+                raise SpecError("must not be empty", f"{path}.image")
 
 
 def validate_job(job: Mapping[str, Any]) -> None:
