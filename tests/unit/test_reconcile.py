@@ -367,7 +367,7 @@ def test_a_stop_in_progress_is_not_repeated_and_the_next_instance_waits_for_it()
     step(world)
     world.advance(timedelta(seconds=60))
     decision = world.decide(POLICY)
-    assert kinds(decision) == ["StopInstance", "WriteStatus", "Requeue"]
+    assert kinds(decision) == ["WriteStatus", "StopInstance", "Requeue"]
     assert world.perform(decision, linger=True)
     assert "deletionTimestamp" in world.jobs["wq-hello-1-0"]["metadata"]
     world.advance(timedelta(seconds=60))
@@ -407,13 +407,29 @@ def test_an_instance_without_progress_for_the_claim_timeout_fails_retryably() ->
     assert early.actions == (Requeue(timedelta(seconds=1)),)
     world.advance(timedelta(seconds=1))
     decision = step(world)
-    assert kinds(decision) == ["StopInstance", "WriteStatus", "Requeue"]
+    assert kinds(decision) == ["WriteStatus", "StopInstance", "Requeue"]
     status = world.work.status
     assert status.retries == 1
     assert condition(status, CONDITION_TEMPLATE_SUCCEEDED)[:2] == ("False", "NoProgress")
     assert "no progress for 3600 s" in status.message
     assert "image pull" in status.message
     assert world.jobs.keys() == set(), "the stuck Job is deleted before the retry"
+
+
+def test_a_stuck_instance_whose_stop_was_lost_is_stopped_by_the_next_decision() -> None:
+    world = World(make_work(claim_timeout=60, max_retries=0))
+    step(world)
+    world.advance(timedelta(seconds=60))
+    assert world.perform(world.decide(POLICY), limit=1) is False
+    status = world.work.status
+    assert status.phase is WorkPhase.FAILED
+    assert condition(status, CONDITION_TEMPLATE_SUCCEEDED)[1] == "NoProgress"
+    assert condition(status, CONDITION_RETRYABLE)[0] == "True"
+    assert world.live_instances() == [0]
+    decision = step(world)
+    assert kinds(decision) == ["StopInstance"]
+    assert world.live_instances() == []
+    assert world.work.status == status
 
 
 def test_a_missing_instance_waits_for_the_cache_then_counts_as_lost() -> None:

@@ -33,10 +33,13 @@ Rules (``docs/work-controller.md`` has the full table):
 8. Not applied yet, due, and no other instance live: apply it (after the work type's
    template checks), phase Running, ``startTime``.
 
-Actions come in the order to perform them: stops, then the apply, then the status write
-(with the Work's ``resourceVersion``: on a conflict, re-read and reconcile again), then at
-most one requeue.  Applying before writing the status makes a lost status write harmless:
+Actions come in the order to perform them: stops of stale instances, then the apply, then
+the status write (with the Work's ``resourceVersion``: on a conflict, re-read and
+reconcile again), then the stop of an instance given up on in this decision, then at most
+one requeue.  Applying before writing the status makes a lost status write harmless:
 instance names are deterministic, so the next decision's create answers AlreadyExists.
+Stopping a stuck instance after the write keeps its reason (``NoProgress``) if the write
+is lost; once written, rule 2 or 3 stops it if the stop itself was lost.
 """
 
 from __future__ import annotations
@@ -363,10 +366,13 @@ class _Reconciler:
         status: WorkResourceStatus,
         actions: Sequence[Action] = (),
         requeue: timedelta | None = None,
+        after: Sequence[Action] = (),
     ) -> Decision:
+        """``actions``, the status write if the status changes, ``after``, the requeue."""
         result = list(actions)
         if status != self.work.status:
             result.append(WriteStatus(status, self.work.metadata.resource_version))
+        result.extend(after)
         if requeue is not None:
             result.append(Requeue(max(requeue, timedelta(0))))
         return Decision(tuple(result))
@@ -424,6 +430,7 @@ class _Reconciler:
         actions: Sequence[Action],
         *,
         applied_reason: str | None = None,
+        after: Sequence[Action] = (),
     ) -> Decision:
         reason = _reason(failure.reason, "Failed")
         status = attrs.evolve(
@@ -455,23 +462,34 @@ class _Reconciler:
             reason,
             "the broker may retry the item" if retryable else "the failure is permanent",
         )
-        return self.decide(status, actions)
+        return self.decide(status, actions, after=after)
 
-    def failed(self, failure: Failure, actions: Sequence[Action], policy: RetryPolicy) -> Decision:
-        """The current instance failed: retry it within the budget, or end the Work."""
+    def failed(
+        self,
+        failure: Failure,
+        actions: Sequence[Action],
+        policy: RetryPolicy,
+        after: Sequence[Action] = (),
+    ) -> Decision:
+        """The current instance failed: retry it within the budget, or end the Work.
+
+        ``after`` follows the status write: stopping the instance given up on comes after
+        recording it, so a lost write leaves that instance to be judged again.
+        """
         n = self.index
         reason = _reason(failure.reason, "Failed")
         cause = f"{reason}: {failure.message}" if failure.message else reason
         max_retries = self.work.spec.max_retries
         if failure.failure_class is FailureClass.PERMANENT:
             return self.failed_terminally(
-                failure, f"instance {n} failed permanently ({cause})", actions
+                failure, f"instance {n} failed permanently ({cause})", actions, after=after
             )
         if n >= max_retries:
             return self.failed_terminally(
                 failure,
                 f"instance {n} failed ({cause}); no retries left (maxRetries {max_retries})",
                 actions,
+                after=after,
             )
         retry = n + 1
         delay = policy.delay(retry, jitter_sample(self.owner.uid, retry))
@@ -500,7 +518,7 @@ class _Reconciler:
         status = _with_condition(
             status, self.now, CONDITION_TEMPLATE_SUCCEEDED, "False", reason, failure.message
         )
-        return self.decide(status, actions, due - self.now)
+        return self.decide(status, actions, due - self.now, after)
 
     def apply(self, actions: list[Action]) -> Decision:
         """Apply the current instance (the caller checked it is due and alone)."""
@@ -616,7 +634,7 @@ def reconcile(
         )
         steps = current.pending_stop(work_type)
         stop_current: list[Action] = [StopInstance(n, steps)] if steps else []
-        return r.failed(failure, [*stops, *stop_current], backoff)
+        return r.failed(failure, stops, backoff, stop_current)
     if _is_applied(base):
         appear_by = _applied_at(base, now) + INSTANCE_GRACE
         if current is None and now < appear_by:
