@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import attrs
 import pytest
@@ -19,6 +21,7 @@ from test_reconcile_world import (
 )
 
 from workqueue_core.domain.retry import Jitter, RetryPolicy
+from workqueue_core.ports.work_type import StopStep
 from workqueue_core.work.reconcile import (
     CONDITION_RETRYABLE,
     INSTANCE_GRACE,
@@ -39,6 +42,7 @@ from workqueue_core.work.resource import (
     WorkPhase,
     WorkResourceStatus,
 )
+from workqueue_kubernetes.job import JOB
 
 POLICY = RetryPolicy(base_delay=timedelta(seconds=60), multiplier=2.0)
 
@@ -387,12 +391,48 @@ def test_an_old_live_instance_is_stopped_before_the_current_one_starts() -> None
     assert world.work.status.retries == 1
     world.advance(timedelta(seconds=60))
     decision = world.decide(POLICY)
-    assert kinds(decision) == ["StopInstance"]
-    assert world.perform(decision, linger=True)
+    # The delete comes first: if it fails, the controller stops there and applies nothing.
+    assert kinds(decision) == ["StopInstance", "ApplyInstance", "WriteStatus", "Requeue"]
+    assert world.perform(decision, limit=1) is False
     assert world.live_instances() == []
-    decision = step(world)
-    assert kinds(decision) == ["ApplyInstance", "WriteStatus", "Requeue"]
+    assert world.perform(decision)
     assert world.live_instances() == [1]
+    assert world.decide(POLICY).writes == ()
+
+
+class CancelByPatch:
+    """The job type, but stopping an instance by a patch its controller honours later (as
+    a Shipwright BuildRun cancel does)."""
+
+    name = "job"
+    kinds = JOB_TYPE.kinds
+    validate = staticmethod(JOB_TYPE.validate)
+    instance_objects = staticmethod(JOB_TYPE.instance_objects)
+    observe = staticmethod(JOB_TYPE.observe)
+    PATCH: Mapping[str, Any] = {"metadata": {"annotations": {"example.com/cancel": "true"}}}
+
+    def stop(self, objects: Sequence[Mapping[str, Any]]) -> list[StopStep]:
+        return [StopStep(JOB, o["metadata"]["name"], self.PATCH) for o in objects]
+
+
+def test_an_instance_stopped_by_a_patch_is_waited_for_until_it_finishes() -> None:
+    world = World(make_work(claim_timeout=60, max_retries=1))
+    cancel = CancelByPatch()
+    step(world)
+    world.advance(timedelta(seconds=60))
+    decision = reconcile(world.work, world.observe(), world.now, cancel, POLICY)
+    assert kinds(decision) == ["WriteStatus", "StopInstance", "Requeue"]
+    stop = decision.actions[1]
+    assert isinstance(stop, StopInstance)
+    assert stop.steps == (StopStep(JOB, "wq-hello-1-0", CancelByPatch.PATCH),)
+    assert world.perform(decision, limit=1) is False  # the status write only
+    world.jobs["wq-hello-1-0"]["metadata"]["annotations"] = {"example.com/cancel": "true"}
+    world.advance(timedelta(seconds=60))
+    waiting = reconcile(world.work, world.observe(), world.now, cancel, POLICY)
+    assert waiting.actions == (), "the patch is done; instance 0 still runs: wait"
+    world.set_job_status(0, failed("Cancelled"))
+    decision = reconcile(world.work, world.observe(), world.now, cancel, POLICY)
+    assert kinds(decision) == ["ApplyInstance", "WriteStatus", "Requeue"]
 
 
 # --- bounds ----------------------------------------------------------------------------

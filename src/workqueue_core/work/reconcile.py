@@ -30,8 +30,10 @@ Rules (``docs/work-controller.md`` has the full table):
    stopped and fails retryably (reason ``NoProgress``).
 7. It is missing although applied: after a grace of ``INSTANCE_GRACE`` (the informer may
    not have seen the create yet) it fails retryably (reason ``InstanceMissing``).
-8. Not applied yet, due, and no other instance live: apply it (after the work type's
-   template checks), phase Running, ``startTime``.
+8. Not applied yet, due, and no other instance live once this decision's stops are done
+   (a deleted instance is gone at once; one stopped by a patch is waited for until it
+   finishes): apply it (after the work type's template checks), phase Running,
+   ``startTime``.
 
 Actions come in the order to perform them: stops of stale instances, then the apply, then
 the status write (with the Work's ``resourceVersion``: on a conflict, re-read and
@@ -248,6 +250,13 @@ class _Instance:
                 continue
             pending.append(step)
         return tuple(pending)
+
+    def gone_after(self, steps: Sequence[StopStep]) -> bool:
+        """Whether performing ``steps`` deletes every object of the instance still there
+        (a deleted object runs nothing more; a patched one may run until it honours the
+        patch)."""
+        deleted = {step.name for step in steps if step.patch is None}
+        return all(_deleting(o) or _metadata(o).get("name") in deleted for o in self.objects)
 
 
 # --- status helpers ----------------------------------------------------------------
@@ -649,6 +658,8 @@ def reconcile(
         due = parse_time(base.next_retry_time)
         if now < due:
             return r.decide(base, stops, due - now)
-    if any(instance.live for index, instance in r.instances.items() if index != n):
-        return r.decide(base, stops)
+    stopping = {a.index: a.steps for a in stops if isinstance(a, StopInstance)}
+    for index, instance in r.instances.items():
+        if index != n and instance.live and not instance.gone_after(stopping.get(index, ())):
+            return r.decide(base, stops)  # wait until it has stopped
     return r.apply(stops)
