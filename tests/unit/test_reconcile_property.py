@@ -10,7 +10,9 @@ spec changes, concurrent Work updates and the Work's deletion.  After every step
   at most ``maxRetries + 1`` instances exist in all (for a fixed ``maxRetries``);
 * a retry is scheduled with exactly the policy's delay (jitter included) and its instance
   is not created before it is due;
-* a terminal phase never changes (nor retries, completionTime, result);
+* a terminal phase never changes (nor retries, completionTime, result), and neither a
+  terminal Work nor one being deleted gets a new instance; the latter no status write;
+* a decision is a function of the observation (the same one twice, the same decision);
 * after a decision is performed completely, the Work's ``observedGeneration`` is its
   ``generation``, and reconciling the same observation again writes nothing.
 """
@@ -116,12 +118,19 @@ class WorkHistory(RuleBasedStateMachine):
 
     # --- the controller --------------------------------------------------------------
 
-    def _check_decision_then_perform(self, hidden: frozenset[str], limit: int | None) -> bool:
+    def _check_decision_then_perform(
+        self, hidden: frozenset[str], limit: int | None, *, linger: bool = False
+    ) -> bool:
         world = self.world
         before = world.work.status
         decision = world.decide(self.default_policy, hidden)
         assert world.decide(self.default_policy, hidden) == decision, "a pure function"
         after = decision.status
+        deleting = world.work.metadata.deletion_timestamp is not None
+        if deleting or before.phase in (WorkPhase.SUCCEEDED, WorkPhase.FAILED):
+            assert not any(isinstance(a, ApplyInstance) for a in decision.actions)
+        if deleting:
+            assert after is None, "a Work being deleted gets no status write"
         for action in decision.writes:
             if isinstance(action, ApplyInstance):
                 index = action.index
@@ -139,7 +148,7 @@ class WorkHistory(RuleBasedStateMachine):
             assert world.now + delay <= due <= world.now + delay + timedelta(seconds=1)
             assert decision.requeue_after == due - world.now
             self.retry_due[retry] = due
-        return world.perform(decision, limit=limit)
+        return world.perform(decision, limit=limit, linger=linger)
 
     @rule()
     def reconcile(self) -> None:
@@ -158,8 +167,7 @@ class WorkHistory(RuleBasedStateMachine):
 
     @rule(linger=st.booleans())
     def reconcile_stopping_slowly(self, linger: bool) -> None:
-        decision = self.world.decide(self.default_policy)
-        self.world.perform(decision, linger=linger)
+        self._check_decision_then_perform(frozenset(), None, linger=linger)
 
     @rule()
     def reconcile_with_a_lagging_cache(self) -> None:
