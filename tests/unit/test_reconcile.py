@@ -20,6 +20,7 @@ from test_reconcile_world import (
     make_work,
 )
 
+from workqueue_core.domain.models import Failure
 from workqueue_core.domain.retry import Jitter, RetryPolicy
 from workqueue_core.ports.work_type import StopStep
 from workqueue_core.work.reconcile import (
@@ -30,6 +31,7 @@ from workqueue_core.work.reconcile import (
     Requeue,
     StopInstance,
     WriteStatus,
+    apply_refused,
     format_time,
     jitter_sample,
     owner_of,
@@ -587,3 +589,46 @@ def test_a_work_of_an_unknown_work_type_fails_permanently() -> None:
         work, metadata=attrs.evolve(work.metadata, deletion_timestamp=format_time(T0))
     )
     assert reconcile(deleting, {0: [{"kind": "Job"}]}, T0, None, POLICY).actions == ()
+
+
+# --- a create the API server refuses -----------------------------------------------------
+
+
+def test_a_create_refused_as_invalid_fails_the_work_permanently() -> None:
+    world = World(make_work(max_retries=3))
+    decision = world.decide(POLICY)
+    assert isinstance(decision.actions[0], ApplyInstance)
+    refusal = Failure.permanent(
+        "Invalid", 'Job.batch "wq-hello-1-0" is invalid: spec.podFailurePolicy: Invalid value'
+    )
+    after = apply_refused(world.work, world.observe(), world.now, JOB_TYPE, POLICY, refusal)
+    assert kinds(after) == ["WriteStatus"]
+    assert world.perform(after)
+    status = world.work.status
+    assert status.phase is WorkPhase.FAILED
+    assert condition(status, CONDITION_TEMPLATE_SUCCEEDED)[1] == "Invalid"
+    assert "spec.podFailurePolicy" in status.message
+    assert condition(status, CONDITION_RETRYABLE)[0] == "False"
+    assert world.created == []
+    assert world.decide(POLICY).writes == ()
+
+
+def test_a_create_refused_for_quota_spends_a_retry_and_tries_again() -> None:
+    world = World(make_work(max_retries=1))
+    quota = Failure.retryable("Forbidden", 'jobs "wq-hello-1-0" is forbidden: exceeded quota')
+    after = apply_refused(world.work, world.observe(), world.now, JOB_TYPE, POLICY, quota)
+    assert kinds(after) == ["WriteStatus", "Requeue"]
+    assert world.perform(after)
+    assert world.work.status.retries == 1
+    world.advance(timedelta(seconds=60))
+    decision = step(world)
+    assert isinstance(decision.actions[0], ApplyInstance) and decision.actions[0].index == 1
+    final = apply_refused(world.work, world.observe(), world.now, JOB_TYPE, POLICY, quota)
+    assert final.writes == (), "the instance exists: an ordinary decision"
+
+
+def test_a_refused_create_of_a_deleted_work_only_stops() -> None:
+    world = World(make_work())
+    world.delete_work()
+    refusal = Failure.permanent("Invalid", "x")
+    assert apply_refused(world.work, {}, world.now, JOB_TYPE, POLICY, refusal).actions == ()

@@ -80,6 +80,7 @@ __all__ = [
     "Requeue",
     "StopInstance",
     "WriteStatus",
+    "apply_refused",
     "format_time",
     "jitter_sample",
     "owner_of",
@@ -663,3 +664,40 @@ def reconcile(
         if index != n and instance.live and not instance.gone_after(stopping.get(index, ())):
             return r.decide(base, stops)  # wait until it has stopped
     return r.apply(stops)
+
+
+def apply_refused(
+    work: WorkResource,
+    observed: Mapping[int, Sequence[Mapping[str, Any]]],
+    now: datetime,
+    work_type: WorkType,
+    policy: RetryPolicy,
+    failure: Failure,
+) -> Decision:
+    """Decide after the API server refused to create instance ``status.retries`` (the
+    ``ApplyInstance`` of the last decision) with an error no retry of the call can fix:
+    the instance counts as failed with ``failure``.
+
+    The controller picks the class: ``422 Invalid`` or ``400`` (a rule of the API server
+    or an admission webhook the work type's checks do not know) is permanent; ``403``
+    for an exceeded quota is retryable.  The arguments are ``reconcile``'s; a Work being
+    deleted, already terminal or with that instance present is decided by ``reconcile``.
+    """
+    if (
+        work.metadata.deletion_timestamp is not None
+        or work.status.phase.is_terminal
+        or observed.get(work.status.retries)
+    ):
+        return reconcile(work, observed, now, work_type, policy)
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    generation = work.metadata.generation
+    status = work.status
+    base = status if generation is None else attrs.evolve(status, observed_generation=generation)
+    instances = _read_instances(observed, work_type)
+    r = _Reconciler(work, owner_of(work), now, work_type, instances, base)
+    try:
+        backoff = retry_policy_for(work.metadata.annotations, policy)
+    except SpecError:
+        return reconcile(work, observed, now, work_type, policy)
+    return r.failed(failure, r.stops(everything=False), backoff)
