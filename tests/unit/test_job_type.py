@@ -123,6 +123,11 @@ def test_a_non_zero_backoff_limit_is_refused_saying_retries_follow_max_retries()
             "expected an integer, found a string",
         ),
         (
+            lambda j: j["spec"].update(parallelism=2.0),
+            "[0].spec.parallelism",
+            "expected an integer, found a number",
+        ),
+        (
             lambda j: j["spec"].update(parallelism=True),
             "[0].spec.parallelism",
             "expected an integer, found a boolean",
