@@ -15,7 +15,10 @@ import anyio
 from workqueue_core.domain.models import Failure, SubmitRequest, Targeting
 from workqueue_core.domain.retry import RetryPolicy
 from workqueue_core.service.broker import BrokerService
+from workqueue_core.work.registry import WorkTypes
+from workqueue_core.work.specs import spec_validator
 from workqueue_memory import MemoryStore
+from workqueue_shipwright import BuildWorkType
 
 BUILD = """\
 apiVersion: brokkr.io/v1alpha1
@@ -54,7 +57,13 @@ class SystemClock:
 async def main() -> None:
     store = MemoryStore(random_source=random.Random().random)
     broker = BrokerService(
-        store, SystemClock(), uuid.uuid4, lambda: secrets.token_urlsafe(32), notifier=store.notifier
+        store,
+        SystemClock(),
+        uuid.uuid4,
+        lambda: secrets.token_urlsafe(32),
+        notifier=store.notifier,
+        # "build" specs must be Work resources whose Shipwright Build passes the real CRD
+        spec_validator=spec_validator(WorkTypes([BuildWorkType()])),
     )
     agent = (await broker.register_agent("builder-1", labels={"gpu": "true", "zone": "a"})).agent
     submitted = await broker.submit(

@@ -6,20 +6,73 @@ the validating constructors cost a store more than its round trip, so stores bui
 them field by field here instead. ``FAST_ITEMS`` / ``FAST_RECORDS`` turn False (and
 the constructors are used) if a model gains, loses or reorders a field; a test
 fails then, so the stores learn the new field.
+
+``BoundedCache`` keeps the decoded values the stores share between rows (targetings,
+retry policies) without growing with the number of distinct ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from types import MemberDescriptorType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 
 from workqueue_core.domain.models import ExecutionRecord, WorkItem
 
-__all__ = ["FAST_ITEMS", "FAST_RECORDS", "ITEM_FIELDS", "stored_item", "stored_record"]
+__all__ = [
+    "FAST_ITEMS",
+    "FAST_RECORDS",
+    "ITEM_FIELDS",
+    "BoundedCache",
+    "stored_item",
+    "stored_record",
+]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """At most ``size`` values by key; the oldest entry leaves when a new one does not fit.
+
+    For immutable values decoded from rows (a targeting, a retry policy), so a miss only
+    costs a decode.  Not thread-safe: each store keeps its own, used from one event loop.
+    """
+
+    __slots__ = ("_entries", "_size")
+
+    def __init__(self, size: int = 4096) -> None:
+        if size < 1:
+            raise ValueError("a cache needs room for at least one entry")
+        self._size = size
+        self._entries: dict[K, V] = {}
+
+    def get(self, key: K) -> V | None:
+        """The value of ``key``, or None."""
+        return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> V:
+        """Keep ``value`` for ``key`` (evicting the oldest entry if full); returns ``value``."""
+        entries = self._entries
+        if key not in entries and len(entries) >= self._size:
+            del entries[next(iter(entries))]
+        entries[key] = value
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The most entries kept."""
+        return self._size
+
 
 ITEM_FIELDS = (
     "id",

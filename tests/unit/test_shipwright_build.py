@@ -38,7 +38,14 @@ from workqueue_core.work.resource import WorkResource
 from workqueue_core.work.safe_yaml import load_yaml
 from workqueue_shipwright import BuildWorkType
 from workqueue_shipwright.build import BUILD, BUILD_RUN
-from workqueue_shipwright.schemas import CRD_FILES, check_object, to_json_schema, validator_for
+from workqueue_shipwright.schemas import (
+    _FORMATS,
+    CRD_FILES,
+    _KubernetesValidator,
+    check_object,
+    to_json_schema,
+    validator_for,
+)
 
 BUILD_TYPES = WorkTypes([BuildWorkType()])
 VENDORED = (
@@ -510,6 +517,18 @@ def test_check_object_places_paths_under_its_prefix() -> None:
     assert caught.value.path == 'x.spec.output.labels["team/name"]'
 
 
+def test_a_long_offending_value_is_not_repeated_whole() -> None:
+    run = mapping_of(SEED_BUILD_RUN)
+    run["spec"]["stepResources"] = [
+        {"name": "build", "resources": {"limits": {"cpu": "x" * 100_000}}}
+    ]
+    with pytest.raises(SpecError) as caught:
+        check_object("BuildRun", run, "")
+    assert caught.value.path == "spec.stepResources[0].resources.limits.cpu"
+    assert "does not match" in caught.value.detail
+    assert len(caught.value.detail) <= 300
+
+
 def test_a_job_is_not_build_work() -> None:
     with pytest.raises(SpecError) as caught:
         parse(wrap(copy.deepcopy(JOB)))
@@ -550,6 +569,23 @@ def test_structural_extensions_are_translated() -> None:
     assert properties["open"] == {"type": "object", "properties": {}}
     assert properties["maybe"] == {"type": ["string", "null"]}
     assert properties["map"] == {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def test_formats_are_checked_as_kubernetes_reads_them() -> None:
+    properties = {
+        "port": {"format": "int-or-string"},
+        "count": {"type": "integer", "format": "int32"},
+        "at": {"type": "string", "format": "date-time"},
+        "wait": {"type": "string", "format": "duration"},
+        "mail": {"type": "string", "format": "email"},
+    }
+    validator = _KubernetesValidator(
+        to_json_schema({"type": "object", "properties": properties}), format_checker=_FORMATS
+    )
+    good = {"port": "http", "count": 2**31 - 1, "at": "2025-11-02T10:00:00Z", "wait": "1h30m"}
+    assert list(validator.iter_errors({**good, "mail": "not checked"})) == []
+    bad = {"port": True, "count": 2**31, "at": "2025-02-30T00:00:00Z", "wait": "1d"}
+    assert sorted(e.path[0] for e in validator.iter_errors(bad)) == sorted(bad)
 
 
 def test_validators_are_compiled_once() -> None:

@@ -39,7 +39,6 @@ from workqueue_core.domain.models import (
     WorkStatus,
 )
 from workqueue_core.domain.retry import Jitter, RetryPolicy
-from workqueue_core.domain.selectors import LabelSelector
 from workqueue_http.problems import Problem
 
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
@@ -396,9 +395,10 @@ def retry_policy_out(policy: RetryPolicy) -> RetryPolicyWire:
 
 
 def targeting_out(targeting: Targeting) -> TargetingOut:
+    """``Targeting.to_mapping`` with the selector in its structured (Kubernetes) form."""
     return TargetingOut(
         agent_ids=sorted(targeting.agent_ids),
-        selector=targeting.selector.to_mapping() if targeting.selector is not None else None,
+        selector=targeting.to_mapping(structured_selector=True)["selector"],
     )
 
 
@@ -520,11 +520,7 @@ def submit_body_out(request: SubmitRequest) -> SubmitBody:
         spec=request.spec,
         targeting=TargetingIn(
             agent_ids=sorted(request.targeting.agent_ids),
-            selector=(
-                request.targeting.selector.to_mapping()
-                if request.targeting.selector is not None
-                else None
-            ),
+            selector=request.targeting.to_mapping(structured_selector=True)["selector"],
         ),
         retry_policy=retry_policy_out(request.retry_policy),
         claim_timeout=request.claim_timeout.total_seconds(),
@@ -555,13 +551,11 @@ def retry_policy_in(wire: RetryPolicyWire) -> RetryPolicy:
 
 
 def targeting_in(wire: TargetingIn | TargetingOut) -> Targeting:
-    """Targeting; the selector may be the string or the structured form."""
-    selector: LabelSelector | None = None
-    if wire.selector is not None:
-        if isinstance(wire.selector, str):
-            check_text("targeting.selector", wire.selector)
-        selector = LabelSelector.coerce(wire.selector)
-    return Targeting(agent_ids=frozenset(wire.agent_ids), selector=selector)
+    """Targeting (``Targeting.from_mapping``); the selector may be the string or the
+    structured form."""
+    if isinstance(wire.selector, str):
+        check_text("targeting.selector", wire.selector)
+    return Targeting.from_mapping({"agent_ids": wire.agent_ids, "selector": wire.selector})
 
 
 def failure_in(wire: FailureWire) -> Failure:

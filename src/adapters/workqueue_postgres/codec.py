@@ -18,7 +18,7 @@ from uuid import UUID
 from psycopg.abc import Buffer
 from psycopg.types.json import Jsonb, JsonbBinaryLoader
 
-from workqueue_core._stored import stored_item, stored_record
+from workqueue_core._stored import BoundedCache, stored_item, stored_record
 from workqueue_core.domain.models import (
     Agent,
     AgentStatus,
@@ -31,12 +31,13 @@ from workqueue_core.domain.models import (
     WorkStatus,
 )
 from workqueue_core.domain.retry import Jitter, RetryPolicy
-from workqueue_core.domain.selectors import LabelSelector, Operator, Requirement
+from workqueue_core.domain.selectors import LabelSelector
 
 _US = timedelta(microseconds=1)
 _STATUS = {s.value: s for s in WorkStatus}
 _FAILURE = {c.value: c for c in FailureClass}
-_POLICIES: dict[tuple[int, int, float, int, str], RetryPolicy] = {}
+_POLICIES: BoundedCache[tuple[int, int, float, int, str], RetryPolicy] = BoundedCache(4096)
+"""Retry policies by their row's columns: shared by every store of the process."""
 
 
 def micros(delta: timedelta) -> int:
@@ -58,8 +59,7 @@ def policy(
             timedelta(microseconds=max_us),
             Jitter(jitter),
         )
-        if len(_POLICIES) < 10_000:
-            _POLICIES[key] = found
+        _POLICIES.put(key, found)
     return found
 
 
@@ -79,26 +79,23 @@ _EMPTY_OBJECT = b"\x01{}"
 
 
 def selector_json(selector: LabelSelector | None) -> list[list[Any]] | None:
-    """The selector as JSON: ``[[key, operator, [values]], ...]`` in canonical order."""
-    if selector is None:
-        return None
-    return [[r.key, r.operator.value, list(r.values)] for r in selector.requirements]
+    """The selector as JSON: its requirement list in canonical order (``to_mapping``'s)."""
+    return None if selector is None else selector.to_requirement_list()
 
 
 def targeting_key(targeting: Targeting) -> str:
-    """A canonical text naming the targeting: equal targetings, equal keys."""
-    ids = sorted(str(i) for i in targeting.agent_ids)
-    return json.dumps([ids, selector_json(targeting.selector)], separators=(",", ":"))
+    """A canonical text naming the targeting: equal targetings, equal keys.
+
+    ``[agent_ids, selector]`` of ``Targeting.to_mapping``: the ``key`` column of existing
+    ``work_targets`` rows, so it must not change.
+    """
+    mapping = targeting.to_mapping()
+    return json.dumps([mapping["agent_ids"], mapping["selector"]], separators=(",", ":"))
 
 
 def targeting_from(agent_ids: Sequence[UUID], selector: Any) -> Targeting:
     """The targeting stored in a ``work_targets`` row."""
-    parsed = None
-    if selector is not None:
-        parsed = LabelSelector(
-            tuple(Requirement(k, Operator(op), tuple(values)) for k, op, values in selector)
-        )
-    return Targeting(agent_ids=frozenset(agent_ids), selector=parsed)
+    return Targeting.from_mapping({"agent_ids": agent_ids, "selector": selector})
 
 
 # --- items ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ import psycopg.errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
+from workqueue_core._stored import BoundedCache
 from workqueue_core.domain import callbacks, transitions
 from workqueue_core.domain.errors import (
     AgentExists,
@@ -60,6 +61,8 @@ from workqueue_postgres.sql import ITEM_COLUMNS, Statements, statements
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
+TARGET_CACHE_SIZE = 4096
+"""Most targetings (and their keys) a store keeps decoded; the rest are read again."""
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout, PoolClosed)
 _CONNECT_KWARGS = {"options": "-c TimeZone=UTC", "autocommit": True}
 
@@ -96,8 +99,8 @@ class PostgresStore:
         self._random = random_source
         self.sql: Statements = statements(schema)
         self._channel = notifier.channel
-        self._target_ids: dict[str, int] = {}
-        self._targets: dict[int, Targeting] = {}
+        self._target_ids: BoundedCache[str, int] = BoundedCache(TARGET_CACHE_SIZE)
+        self._targets: BoundedCache[int, Targeting] = BoundedCache(TARGET_CACHE_SIZE)
         self._targets_lock_key = lock_key(schema, "targets")
         self._checking = False
 
@@ -263,27 +266,40 @@ class PostgresStore:
                 self.sql.insert_target_agents, ([agent.id] * len(matching), matching)
             )
 
-    async def _load_targets(self, conn: Conn, rows: Sequence[Sequence[Any]]) -> None:
-        """Make sure every row's targeting is cached."""
-        missing = {row[3] for row in rows if row[3] not in self._targets}
-        if not missing:
-            return
-        for target_id, agent_ids, selector in await self._fetchall(
-            conn, self.sql.select_targets, (list(missing),)
-        ):
-            self._remember(target_id, codec.targeting_from(agent_ids, selector))
+    async def _load_targets(
+        self, conn: Conn, rows: Sequence[Sequence[Any]]
+    ) -> dict[int, Targeting]:
+        """The targeting of every row's target, from the cache or read (and cached)."""
+        found: dict[int, Targeting] = {}
+        missing: set[int] = set()
+        for row in rows:
+            target_id = row[3]
+            if target_id not in found and target_id not in missing:
+                targeting = self._targets.get(target_id)
+                if targeting is None:
+                    missing.add(target_id)
+                else:
+                    found[target_id] = targeting
+        if missing:
+            for target_id, agent_ids, selector in await self._fetchall(
+                conn, self.sql.select_targets, (list(missing),)
+            ):
+                found[target_id] = self._remember(
+                    target_id, codec.targeting_from(agent_ids, selector)
+                )
+        return found
 
-    def _remember(self, target_id: int, targeting: Targeting) -> None:
-        self._targets[target_id] = targeting
-        self._target_ids[codec.targeting_key(targeting)] = target_id
+    def _remember(self, target_id: int, targeting: Targeting) -> Targeting:
+        self._target_ids.put(codec.targeting_key(targeting), target_id)
+        return self._targets.put(target_id, targeting)
 
     async def _items(self, conn: Conn, rows: Sequence[Sequence[Any]]) -> list[WorkItem]:
-        await self._load_targets(conn, rows)
-        return [codec.item_from(row, self._targets) for row in rows]
+        targets = await self._load_targets(conn, rows)
+        return [codec.item_from(row, targets) for row in rows]
 
     async def _records(self, conn: Conn, rows: Sequence[Sequence[Any]]) -> list[ExecutionRecord]:
-        await self._load_targets(conn, rows)
-        return [codec.record_from(row, self._targets) for row in rows]
+        targets = await self._load_targets(conn, rows)
+        return [codec.record_from(row, targets) for row in rows]
 
     # --- generic load / apply ------------------------------------------------------------
 

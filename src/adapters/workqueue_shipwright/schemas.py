@@ -7,10 +7,12 @@ server does with a structural schema, with one deliberate difference:
 
 * ``x-kubernetes-int-or-string``: an integer or a string;
 * ``x-kubernetes-preserve-unknown-fields``: unknown fields are allowed there;
-* ``nullable``: null is allowed; elsewhere an object field set to null counts as absent
-  (the API server prunes it);
-* formats: ``int32``/``int64`` ranges, ``date-time`` (RFC 3339) and ``duration`` in Go's
-  syntax, which Shipwright decodes with ``time.ParseDuration``;
+* ``nullable``: null is allowed by the schema; but an object field set to null is dropped
+  before validation and so counts as absent (the API server prunes nulls of non-nullable
+  fields, and the vendored CRDs mark none nullable);
+* formats: ``int32``/``int64`` ranges, ``int-or-string``, ``date-time`` (RFC 3339) and
+  ``duration`` in Go's syntax, which Shipwright decodes with ``time.ParseDuration``; other
+  formats are not checked;
 * an unknown field where the schema lists the properties is **refused** with its path,
   where the API server would drop it silently: at submit time a typo must not vanish
   (docs/decisions.md).
@@ -57,6 +59,8 @@ CRD_FILES: Final = {
 GO_DURATION: Final = re.compile(r"[-+]?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)")
 """Go's ``time.ParseDuration`` syntax (``90s``, ``1h30m``), which ``metav1.Duration`` decodes."""
 
+_MAX_MESSAGE: Final = 300
+"""Longest message kept from one error (a message may quote the offending value)."""
 _INT_RANGES: Final = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 # Keys of an OpenAPI v3 structural schema that JSON Schema reads the same way.
@@ -155,6 +159,11 @@ def _is_date_time(value: object) -> bool:
     return True
 
 
+@_FORMATS.checks("int-or-string")
+def _is_int_or_string(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def _in_range(name: str) -> Any:
     low, high = _INT_RANGES[name]
 
@@ -231,13 +240,23 @@ def _described(error: ValidationError) -> tuple[list[str | int], str]:
         names = [str(_TYPE_NAMES.get(option["type"], option["type"])) for option in rule]
         return path, f"expected {' or '.join(names)}, found {describe_type(instance)}"
     if error.validator == "format" and rule == "duration":
-        return path, f"{instance!r} is not a duration such as '90s', '15m' or '1h30m'"
+        return path, f"{_shown(instance)} is not a duration such as '90s', '15m' or '1h30m'"
     if error.validator == "format" and rule == "date-time":
-        return path, f"{instance!r} is not an RFC 3339 date-time such as '2025-11-02T10:00:00Z'"
+        example = "'2025-11-02T10:00:00Z'"
+        return path, f"{_shown(instance)} is not an RFC 3339 date-time such as {example}"
+    if error.validator == "format":
+        return path, f"{_shown(instance)} is not a valid {rule}"
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in rule)
-        return path, f"expected one of {allowed}, found {instance!r}"
+        return path, f"expected one of {allowed}, found {_shown(instance)}"
+    if error.validator == "pattern":
+        return path, f"{_shown(instance)} does not match {rule!r}"
     return path, error.message
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:56] + "…" + text[-3:]
 
 
 def _sort_key(path: list[str | int]) -> tuple[tuple[int, str], ...]:
@@ -267,6 +286,8 @@ def check_object(kind: str, value: Mapping[str, Any], path: str) -> None:
         return
     ordered = sorted(found.values(), key=lambda item: _sort_key(item[0]))
     first_path, message = ordered[0]
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 1] + "…"
     if len(ordered) > 1:
         others = len(ordered) - 1
         message += f" (and {others} more error{'s' if others > 1 else ''} in this object)"

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
-from workqueue_core._stored import stored_item, stored_record
+from workqueue_core._stored import BoundedCache, stored_item, stored_record
 from workqueue_core.domain.errors import InvalidInput
 from workqueue_core.domain.models import (
     Agent,
@@ -28,7 +28,6 @@ from workqueue_core.domain.models import (
     WorkStatus,
 )
 from workqueue_core.domain.retry import Jitter, RetryPolicy
-from workqueue_core.domain.selectors import LabelSelector, Operator, Requirement
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
@@ -92,60 +91,36 @@ def dump(value: object) -> str:
 
 
 def dump_targeting(targeting: Targeting) -> str:
-    """Targeting as JSON: sorted agent ids and the selector's requirements (or null)."""
-    selector = targeting.selector
-    return dump(
-        {
-            "agent_ids": sorted(str(a) for a in targeting.agent_ids),
-            "selector": None
-            if selector is None
-            else [[r.key, r.operator.value, list(r.values)] for r in selector.requirements],
-        }
-    )
+    """Targeting as JSON: ``Targeting.to_mapping`` (sorted agent ids, the selector's
+    requirement list or null), keys sorted."""
+    return dump(targeting.to_mapping())
 
 
 def load_targeting(text: str) -> Targeting:
     """The Targeting ``dump_targeting`` wrote."""
-    data = json.loads(text)
-    selector = data["selector"]
-    return Targeting(
-        agent_ids=frozenset(UUID(a) for a in data["agent_ids"]),
-        selector=None
-        if selector is None
-        else LabelSelector(
-            tuple(Requirement(key, Operator(op), tuple(values)) for key, op, values in selector)
-        ),
-    )
+    return Targeting.from_mapping(json.loads(text))
 
 
 class TargetingCache:
     """Parsed targeting and retry policies by their JSON text, each parsed once.
 
-    Both are frozen values, so items submitted alike can share one parse.
+    Both are frozen values, so items submitted alike can share one parse; each cache
+    keeps at most ``size`` of them.
     """
 
     def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._parsed: dict[str, Targeting] = {}
-        self._policies: dict[str, RetryPolicy] = {}
+        self._parsed: BoundedCache[str, Targeting] = BoundedCache(size)
+        self._policies: BoundedCache[str, RetryPolicy] = BoundedCache(size)
 
     def get(self, text: str) -> Targeting:
         """The Targeting of ``text``."""
         found = self._parsed.get(text)
-        if found is None:
-            if len(self._parsed) >= self._size:
-                self._parsed.clear()
-            found = self._parsed[text] = load_targeting(text)
-        return found
+        return found if found is not None else self._parsed.put(text, load_targeting(text))
 
     def policy(self, text: str) -> RetryPolicy:
         """The RetryPolicy of ``text``."""
         found = self._policies.get(text)
-        if found is None:
-            if len(self._policies) >= self._size:
-                self._policies.clear()
-            found = self._policies[text] = load_policy(text)
-        return found
+        return found if found is not None else self._policies.put(text, load_policy(text))
 
 
 def dump_policy(policy: RetryPolicy) -> str:

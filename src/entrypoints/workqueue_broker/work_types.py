@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from workqueue_core.work.registry import WorkTypes
 from workqueue_core.work.specs import SpecValidator, spec_validator
+from workqueue_kubernetes.job import JobWorkType
 from workqueue_shipwright import BuildWorkType
 
 __all__ = ["broker_spec_validator", "broker_work_types"]
@@ -15,7 +16,7 @@ __all__ = ["broker_spec_validator", "broker_work_types"]
 
 def broker_work_types() -> WorkTypes:
     """The registry of the broker's Kubernetes work types."""
-    return WorkTypes([BuildWorkType()])
+    return WorkTypes([BuildWorkType(), JobWorkType()])
 
 
 def broker_spec_validator() -> SpecValidator:

@@ -162,6 +162,46 @@ class Targeting:
         """Agents whose labels match the selector (string or structured form)."""
         return cls(selector=LabelSelector.coerce(selector))
 
+    def to_mapping(self, *, structured_selector: bool = False) -> dict[str, Any]:
+        """The targeting as JSON: ``{"agent_ids": [sorted ids], "selector": ...}``.
+
+        The selector is None, or its exact requirement list
+        (``LabelSelector.to_requirement_list``: what the stores keep), or with
+        ``structured_selector`` its Kubernetes form ``{"matchLabels", "matchExpressions"}``
+        (what the HTTP API shows).  ``from_mapping`` reads all of them.
+        """
+        selector: object = None
+        if self.selector is not None:
+            selector = (
+                self.selector.to_mapping()
+                if structured_selector
+                else self.selector.to_requirement_list()
+            )
+        return {"agent_ids": sorted(str(a) for a in self.agent_ids), "selector": selector}
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Targeting:
+        """The targeting of a ``to_mapping`` result; the selector may also be selector text.
+
+        Agent ids may be strings or UUIDs; a missing key counts as None / no ids.
+        """
+        raw_ids = data.get("agent_ids")
+        if raw_ids is None:
+            raw_ids = ()
+        if not isinstance(raw_ids, list | tuple | set | frozenset):
+            raise InvalidInput("agent_ids must be a list of agent ids")
+        try:
+            agent_ids = frozenset(a if isinstance(a, UUID) else UUID(str(a)) for a in raw_ids)
+        except ValueError:
+            raise InvalidInput("agent_ids must hold agent ids (UUIDs)") from None
+        raw = data.get("selector")
+        selector: LabelSelector | None = None
+        if isinstance(raw, list | tuple):
+            selector = LabelSelector.from_requirement_list(raw)
+        elif raw is not None:
+            selector = LabelSelector.coerce(raw)
+        return cls(agent_ids=agent_ids, selector=selector)
+
     def matches(self, agent_id: UUID, labels: Mapping[str, str]) -> bool:
         """True when the agent is listed or its labels satisfy the selector."""
         if agent_id in self.agent_ids:

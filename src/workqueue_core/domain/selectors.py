@@ -318,6 +318,34 @@ class LabelSelector:
             result["matchExpressions"] = expressions
         return result
 
+    def to_requirement_list(self) -> list[list[object]]:
+        """The exact form: ``[[key, operator, [values]], ...]`` in canonical order.
+
+        Unlike ``to_mapping`` it keeps each requirement as written (``a!=x`` stays ``!=``),
+        so ``from_requirement_list`` of it is equal to this selector: what stores keep.
+        """
+        return [[r.key, r.operator.value, list(r.values)] for r in self.requirements]
+
+    @classmethod
+    def from_requirement_list(cls, data: object) -> LabelSelector:
+        """The selector ``to_requirement_list`` wrote; ``SelectorError`` if malformed."""
+        if isinstance(data, str | bytes) or not isinstance(data, Iterable):
+            raise SelectorError(f"expected a list of requirements, got {_type_name(data)}")
+        requirements = []
+        for item in data:
+            if isinstance(item, str | bytes) or not isinstance(item, Iterable):
+                raise SelectorError(f"expected [key, operator, [values]], got {_type_name(item)}")
+            parts = tuple(item)
+            if len(parts) != 3 or isinstance(parts[2], str) or not isinstance(parts[2], Iterable):
+                raise SelectorError("expected [key, operator, [values]]")
+            key, operator, values = parts
+            try:
+                op = Operator(operator)
+            except ValueError:
+                raise SelectorError(f"unknown operator {_show(operator)}") from None
+            requirements.append(Requirement(key, op, tuple(values)))
+        return cls(tuple(requirements))
+
     @classmethod
     def coerce(cls, value: str | Mapping[str, object] | LabelSelector) -> LabelSelector:
         """Return ``value`` itself, or parse it from text, or build it from a mapping."""
