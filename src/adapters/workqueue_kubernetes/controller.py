@@ -38,6 +38,7 @@ import attrs
 from anyio.abc import TaskStatus
 
 from workqueue_core.domain.errors import SpecError
+from workqueue_core.domain.models import Failure
 from workqueue_core.domain.retry import RetryPolicy
 from workqueue_core.ports.cluster import (
     WORKS,
@@ -45,6 +46,7 @@ from workqueue_core.ports.cluster import (
     ClusterClient,
     ClusterError,
     Conflict,
+    Invalid,
     NotFound,
     PropagationPolicy,
     ResourceKind,
@@ -56,6 +58,7 @@ from workqueue_core.work.reconcile import (
     Requeue,
     StopInstance,
     WriteStatus,
+    apply_refused,
     reconcile,
 )
 from workqueue_core.work.reconcile_labels import WORK_UID_LABEL, group_instances
@@ -101,6 +104,30 @@ class ControllerOptions:
     retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     watch_timeout: int = 300
     informer_backoff: Backoff = attrs.field(factory=Backoff)
+
+
+class _Refused(Exception):
+    """The API server refused an instance object for good (``apply_refused`` decides)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def _refusal(error: ClusterError) -> Failure | None:
+    """The failure a refused create stands for, or None when a retry of the call may work.
+
+    422 Invalid and 400 (an API server rule or an admission webhook the work type's
+    checks do not know) are permanent; 403 (an exceeded quota, a policy) is retryable
+    under the Work's budget; anything else (409, 429, 5xx, no connection) is retried as
+    a call.
+    """
+    detail = f"HTTP {error.status} {error.reason}: {error.message}"[:1024]
+    if isinstance(error, Invalid) or error.status == 400:
+        return Failure.permanent("InstanceInvalid", detail)
+    if error.status == 403:
+        return Failure.retryable("InstanceForbidden", detail)
+    return None
 
 
 class WorkController:
@@ -235,8 +262,16 @@ class WorkController:
             return None
         uid = work.metadata.uid or ""
         observed = group_instances(uid, self._owned_objects(key))
-        decision = reconcile(work, observed, self._clock(), work_type, self._options.retry_policy)
-        await self._perform(key, obj, work_type, decision)
+        now = self._clock()
+        policy = self._options.retry_policy
+        decision = reconcile(work, observed, now, work_type, policy)
+        try:
+            await self._perform(key, obj, work_type, decision)
+        except _Refused as refused:
+            # The API server will never take this instance: it counts as failed.
+            decision = apply_refused(work, observed, now, work_type, policy, refused.failure)
+            log.warning("Work %s: the instance was refused (%s)", key, refused.failure.message)
+            await self._perform(key, obj, work_type, decision)
         return decision
 
     def _owned_objects(self, key: str) -> list[Mapping[str, Any]]:
@@ -291,6 +326,11 @@ class WorkController:
             await self._client.create(kind, obj, namespace=namespace)
         except AlreadyExists:
             return
+        except ClusterError as error:
+            refused = _refusal(error)
+            if refused is None:
+                raise
+            raise _Refused(refused) from error
         self.stats.created += 1
 
     async def _write_status(self, work: Mapping[str, Any], action: WriteStatus) -> None:

@@ -205,3 +205,29 @@ async def test_every_job_reason_ends_the_work_as_classified(
     if phase == "Failed":
         reason = outcome.partition(":")[2] or outcome
         assert condition(work, "TemplateSucceeded")["reason"] == reason
+
+
+async def test_an_instance_the_api_server_refuses_fails_the_work_permanently(
+    fake_kube: FakeKube, kubeconfig: Path
+) -> None:
+    async with running_controller(kubeconfig) as (_, client):
+        fake_kube.fail_next(1, 422, verb="create", path="/jobs")
+        await create(client, job_work("refused", max_retries=3))
+        work = await terminal(fake_kube, "refused")
+    assert (work["status"]["phase"], work["status"]["retries"]) == ("Failed", 0)
+    assert condition(work, "TemplateSucceeded")["reason"] == "InstanceInvalid"
+    assert condition(work, "Retryable")["status"] == "False"
+    assert jobs_of(fake_kube, work) == []
+
+
+async def test_a_forbidden_instance_is_retried_under_the_budget(
+    fake_kube: FakeKube, kubeconfig: Path
+) -> None:
+    async with running_controller(kubeconfig) as (_, client):
+        fake_kube.fail_next(1, 403, verb="create", path="/jobs")  # e.g. a quota, once
+        await create(client, job_work("quota", max_retries=3))
+        work = await terminal(fake_kube, "quota")
+    assert (work["status"]["phase"], work["status"]["retries"]) == ("Succeeded", 1)
+    assert [
+        j["metadata"]["labels"]["workqueue.dev/instance"] for j in jobs_of(fake_kube, work)
+    ] == ["1"]

@@ -21,10 +21,10 @@ Each created Job is driven to an outcome chosen by its annotations:
     seconds between the Job's start and its outcome (default ``JobController.delay``).
 
 The writes follow the real controller (Kubernetes 1.31+, types.go): a first status write
-sets ``startTime`` and ``active``; the outcome takes two writes, the interim condition
+sets ``startTime``, ``active`` and ``ready`` (its pod is up); the outcome takes two writes, the interim condition
 (``SuccessCriteriaMet`` / ``FailureTarget``) and then the terminal one (``Complete`` /
 ``Failed``) with ``completionTime`` (success only), ``succeeded``/``failed`` counts and
-``active: 0``.  Every condition has ``status: "True"``, ``reason``, ``message``,
+``active: 0`` and ``ready: 0``.  Every condition has ``status: "True"``, ``reason``, ``message``,
 ``lastProbeTime`` and ``lastTransitionTime``.  Jobs are written in-process (no HTTP, no
 injected faults) and each write is a real MODIFIED watch event.
 """
@@ -176,7 +176,8 @@ class JobController:
             outcome = outcomes[min(index, len(outcomes) - 1)]
         delay = float(annotations.get(DELAY_ANNOTATION, self.delay))
         await asyncio.sleep(self.step)
-        if not await self._write_status(job, {"startTime": now_rfc3339(), "active": 1}):
+        started = {"startTime": now_rfc3339(), "active": 1, "ready": 1}
+        if not await self._write_status(job, started):
             return
         if outcome == "never":
             return
@@ -187,7 +188,7 @@ class JobController:
             succeeded = spec.get("completions") or 1
             interim = _condition("SuccessCriteriaMet", reason, message)
             if not await self._write_status(
-                job, {"conditions": [interim], "active": 0, "succeeded": succeeded}
+                job, {"conditions": [interim], "active": 0, "ready": 0, "succeeded": succeeded}
             ):
                 return
             await asyncio.sleep(self.step)
@@ -210,7 +211,7 @@ class JobController:
             extra["failedIndexes"] = "0"
         interim = _condition("FailureTarget", reason, message)
         if not await self._write_status(
-            job, {"conditions": [interim], "active": 0, "failed": failed, **extra}
+            job, {"conditions": [interim], "active": 0, "ready": 0, "failed": failed, **extra}
         ):
             return
         await asyncio.sleep(self.step)
