@@ -1,6 +1,6 @@
 """Smoke test of the controller benchmark: both systems drive every Work to Succeeded.
 
-It runs ``python -m benchmarks.controller --quick`` with few Works as a real process and
+It runs ``python -m benchmarks.controller --quick --repeat 2`` with few Works as a real process and
 checks the report's shape and completeness, never its timings.
 """
 
@@ -25,6 +25,8 @@ def test_quick_controller_benchmark_succeeds_every_work(tmp_path: Path) -> None:
             "--quick",
             "--works",
             str(WORKS),
+            "--repeat",
+            "2",
             "--timeout",
             "60",
             "--output",
@@ -39,6 +41,7 @@ def test_quick_controller_benchmark_succeeds_every_work(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     report = json.loads(output.read_text())
     assert report["works"] == WORKS
+    assert [len(round_) for round_ in report["rounds"]] == [3, 3]
     results = {r["system"]: r for r in report["results"]}
     assert set(results) == {"ours", "kopf", "floor"}
     for system, result in results.items():
