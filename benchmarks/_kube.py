@@ -218,8 +218,8 @@ async def measure(
     names = work_names(count)
     probe = Probe(expected=count)
     async with FakeKube() as fake:
-        fake.register(NAMESPACES)  # as on a real cluster: kopf looks its namespace up
-        fake.create_object(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
+        if fake.get("namespaces", None, NAMESPACE) is None:  # kopf looks its namespace up
+            fake.create_object(NAMESPACES, None, {"metadata": {"name": NAMESPACE}})
         probe.install(fake)
         kubeconfig = fake.write_kubeconfig(workdir / f"kubeconfig-{system}")
         ready, stop = asyncio.Event(), asyncio.Event()

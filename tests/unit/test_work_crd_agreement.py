@@ -7,8 +7,9 @@ fields — and checks that ``WorkResource.from_mapping`` and the CRD's ``openAPI
 (with ``fieldValidation=Strict``: an unknown field is an error, as our client sends it)
 agree on every one. The narrowings the CRD header documents (metadata keys, which the API
 server's ObjectMeta validation checks; empty ``status.result`` keys; the template checks of
-``workqueue_core.work.templates``; a whole number written as a float, ``1.0``, which the
-API server takes for an integer and the parser refuses) are left out of the generated
+``workqueue_core.work.templates``, including each list item's apiVersion and kind, which
+the CRD's constant-cost CEL rule leaves to the parser; a whole number written as a float,
+``1.0``, which the API server takes for an integer and the parser refuses) are left out of the generated
 changes. A ``null`` is dropped by the API server when the field is not nullable, and the
 parser reads it as absent: the two agree.
 """
@@ -89,7 +90,6 @@ CHANGES: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
         st.just([]),
         st.just({"kind": "Job"}),
         st.just("a Job"),
-        st.just([JOB, "x"]),
     ),
     ("spec", "unknownField"): st.just(1),
     ("status", "phase"): st.one_of(

@@ -18,7 +18,6 @@ is no polling: between events the informer waits on the watch stream.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -226,7 +225,7 @@ class Informer:
             allow_bookmarks=True,
             timeout_seconds=self.watch_timeout,
         )
-        async with contextlib.aclosing(stream):  # type: ignore[type-var]
+        try:
             async for event in stream:
                 progressed = True
                 version = event.resource_version
@@ -236,6 +235,11 @@ class Informer:
                 self._apply(event.type, event.object)
                 if version:
                     self._resource_version = version
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):  # close the connection even when cancelled
+                    await aclose()
         return progressed
 
     def _apply(self, kind: WatchEventType, obj: Mapping[str, Any]) -> None:

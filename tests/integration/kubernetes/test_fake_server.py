@@ -643,7 +643,7 @@ async def test_established_watch_gets_expired(
         resource_version=created["metadata"]["resourceVersion"],
         _preload_content=False,
     )
-    await wait_until(lambda: bool(fake_kube._watchers))
+    await wait_until(lambda: fake_kube.open_watches == 1)
     fake_kube.expire_watches()
     with anyio.fail_after(5):
         event = json.loads(await response.content.readline())
@@ -858,9 +858,9 @@ async def test_a_watch_the_client_closes_is_forgotten(
     response = await client.CustomObjectsApi(api_client).list_namespaced_custom_object(
         GROUP, VERSION, NS, PLURAL, watch=True, _preload_content=False
     )
-    await wait_until(lambda: len(fake_kube._watchers) == 1)
+    await wait_until(lambda: fake_kube.open_watches == 1)
     response.close()
-    await wait_until(lambda: not fake_kube._watchers)
+    await wait_until(lambda: fake_kube.open_watches == 0)
 
 
 async def test_generate_name_and_exact_list_below_the_window(
@@ -945,3 +945,49 @@ async def test_field_selector_on_namespace(api_client: client.ApiClient) -> None
         GROUP, VERSION, PLURAL, field_selector="metadata.namespace!=default"
     )
     assert [i["metadata"]["name"] for i in listed["items"]] == ["there"]
+
+
+async def test_discovery(api_client: client.ApiClient) -> None:
+    groups = await client.ApisApi(api_client).get_api_versions()
+    names = {g.name for g in groups.groups}
+    assert {"batch", "brokkr.io", "coordination.k8s.io"} <= names
+    core = await client.CoreApi(api_client).get_api_versions()
+    assert core.versions == ["v1"]
+    batch = await client.BatchV1Api(api_client).get_api_resources()
+    assert {r.name for r in batch.resources} == {"jobs", "jobs/status"}
+    version = await client.VersionApi(api_client).get_code()
+    assert (version.major, version.minor) == ("1", "34")
+    works = await api_client.call_api(
+        "/apis/brokkr.io/v1alpha1",
+        "GET",
+        response_types_map={200: "object"},
+        auth_settings=["BearerToken"],
+        _return_http_data_only=True,
+    )
+    assert [r["name"] for r in works["resources"]] == ["works", "works/status"]
+    assert works["resources"][0]["namespaced"] is True
+
+
+async def test_deleting_a_job_orphans_its_pods_by_default(
+    api_client: client.ApiClient, fake_kube: FakeKube
+) -> None:
+    fake_kube.jobs.enabled = False
+    created = await client.BatchV1Api(api_client).create_namespaced_job(NS, job("j"))
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "j-abcde",
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": created.metadata.uid}
+            ],
+        },
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+    }
+    core = client.CoreV1Api(api_client)
+    await core.create_namespaced_pod(NS, pod)
+    await client.BatchV1Api(api_client).delete_namespaced_job("j", NS)
+    await anyio.sleep(fake_kube.gc_delay * 5)
+    kept = fake_kube.get("pods", NS, "j-abcde")
+    assert kept is not None  # batch/v1 Jobs default to orphaning, as in a real cluster
+    assert "ownerReferences" not in kept["metadata"]

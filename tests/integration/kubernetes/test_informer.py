@@ -95,6 +95,7 @@ async def test_initial_sync_and_updates(
     assert modified.old is not None and "maxRetries" not in modified.old["spec"]
     assert informer.keys() == ["default/a", "default/c"]
     assert informer.list_count == 1
+    await eventually(lambda: fake_kube.open_watches == 0)  # cancelling closed the stream
     watches = [r for r in fake_kube.requests if r.verb == "watch"]
     assert watches[0].query["allowWatchBookmarks"] == "true"
     assert watches[0].query["resourceVersion"] == listed_at
@@ -134,14 +135,19 @@ async def test_relists_on_expired_watch_and_reports_what_changed_meanwhile(
         works = fake_kube.resource("works")
         fake_kube.delete_object(works, NS, "b")
         fake_kube.create_object(works, NS, work("c"))
-        fake_kube.compact()  # the informer's version is now too old
+        compacted = fake_kube.compact()  # the informer's version is now too old
         await anyio.sleep(0.2)
         await fake_kube.come_up()
         await eventually(lambda: informer.list_count == 2 and informer.get("default/c") is not None)
     assert informer.keys() == ["default/a", "default/c"]
     assert recorder.seen()[2:] == [("DELETED", "default/b"), ("ADDED", "default/c")]
-    error_starts = [r for r in fake_kube.requests if r.verb == "watch" and r.status == 200]
-    assert len(error_starts) >= 2  # the first watch, and the one that got the ERROR event
+    expired_starts = [
+        r
+        for r in fake_kube.requests
+        if r.verb == "watch" and int(r.query["resourceVersion"]) < compacted
+    ]
+    assert expired_starts  # answered 200 with an ERROR event, then the informer re-listed
+    assert all(r.status == 200 for r in expired_starts)
 
 
 async def test_relists_on_http_410(cluster: KubernetesClusterClient, fake_kube: FakeKube) -> None:

@@ -11,10 +11,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from workqueue_core.errors import SpecError
-from workqueue_core.work_resource import WorkResource
 
 from support.kube import KUBERNETES_VERSION, WORK_CRD, CrdSchema, load_crd
+from workqueue_core.domain.errors import SpecError
+from workqueue_core.work.resource import WorkResource
 
 SAMPLES = sorted((WORK_CRD.parents[1] / "samples").glob("work-*.yaml"))
 JUNCTORS = ("allOf", "anyOf", "oneOf", "not")
@@ -145,6 +145,8 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("spec.claimTimeout", 0), "spec.claimTimeout"),
         (_set("spec.claimTimeout", 604_801), "spec.claimTimeout"),
         (_set("spec.workType", "Job"), "spec.workType"),
+        (_set("spec.workType", "job_"), "spec.workType"),
+        (_set("spec.workType", "x" * 51), "spec.workType"),
         (_set("spec.workId", "has space"), "spec.workId"),
         (_set("spec.attempt", -1), "spec.attempt"),
         (_set("spec.template", []), "spec.template"),
@@ -182,3 +184,19 @@ def test_unknown_spec_fields_are_pruned_by_the_server() -> None:
         "spec.colour",
         "status.conditions[0].extra",
     ]
+
+
+def test_template_list_items_are_checked_by_the_parser_only() -> None:
+    """A known narrowing (see the CRD's header): the API server's CEL rule is constant-cost."""
+    document = _sample()
+    document["spec"]["template"] = [{"apiVersion": "batch/v1"}]
+    assert CrdSchema.from_crd(crd(), "v1alpha1").errors(document) == []
+    with pytest.raises(SpecError):
+        WorkResource.from_mapping(document)
+
+
+def test_work_type_names_follow_the_broker_rule() -> None:
+    document = _sample()
+    document["spec"]["workType"] = "db.migrate_v2"
+    assert CrdSchema.from_crd(crd(), "v1alpha1").errors(document) == []
+    assert WorkResource.from_mapping(document).spec.work_type == "db.migrate_v2"

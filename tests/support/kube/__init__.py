@@ -6,10 +6,12 @@ serves), ``fixtures`` (``fake_kube``, ``kubeconfig``) and ``docs/kubernetes.md``
 
 from .jobs import DELAY_ANNOTATION, OUTCOME_ANNOTATION, JobController
 from .resources import (
+    CRDS,
     DEFAULT_RESOURCES,
     EVENTS,
     JOBS,
     LEASES,
+    NAMESPACES,
     PODS,
     WORK_CRD,
     Resource,
@@ -20,12 +22,14 @@ from .schema import KUBERNETES_VERSION, BuiltinSchema, CrdSchema, load_crd
 from .server import ApiError, FakeKube, RequestRecord
 
 __all__ = [
+    "CRDS",
     "DEFAULT_RESOURCES",
     "DELAY_ANNOTATION",
     "EVENTS",
     "JOBS",
     "KUBERNETES_VERSION",
     "LEASES",
+    "NAMESPACES",
     "OUTCOME_ANNOTATION",
     "PODS",
     "WORK_CRD",

@@ -21,7 +21,8 @@ Each created Job is driven to an outcome chosen by its annotations:
     seconds between the Job's start and its outcome (default ``JobController.delay``).
 
 The writes follow the real controller (Kubernetes 1.31+, types.go): a first status write
-sets ``startTime``, ``active`` and ``ready`` (its pod is up); the outcome takes two writes, the interim condition
+sets ``startTime``, ``active`` and ``ready`` (its pod is up); the outcome takes two
+writes, the interim condition
 (``SuccessCriteriaMet`` / ``FailureTarget``) and then the terminal one (``Complete`` /
 ``Failed``) with ``completionTime`` (success only), ``succeeded``/``failed`` counts and
 ``active: 0`` and ``ready: 0``.  Every condition has ``status: "True"``, ``reason``, ``message``,

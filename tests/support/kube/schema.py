@@ -56,20 +56,15 @@ class Cause:
 
 
 def _template_rule(value: Any) -> bool:
-    def is_object(item: Any) -> bool:
-        return isinstance(item, dict) and "apiVersion" in item and "kind" in item
-
     if isinstance(value, list):
-        return bool(value) and all(is_object(item) for item in value)
-    return is_object(value)
+        return bool(value)
+    return isinstance(value, dict) and "apiVersion" in value and "kind" in value
 
 
 CEL_RULES: Final[Mapping[str, Callable[[Any], bool]]] = {
     # deploy/crds/work.yaml, spec.template
-    "type(self) == list ? size(self) > 0 && self.all(t, type(t) == map && has(t.apiVersion)"
-    " && has(t.kind)) : type(self) == map && has(self.apiVersion) && has(self.kind)": (
-        _template_rule
-    ),
+    "type(self) == list ? size(self) > 0 : type(self) == map && has(self.apiVersion)"
+    " && has(self.kind)": _template_rule,
 }
 """CEL rules the fake can evaluate, by their text with whitespace runs collapsed."""
 

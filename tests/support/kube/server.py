@@ -64,16 +64,7 @@ import yaml
 from aiohttp import web
 
 from .patch import PatchError, apply_json_patch, apply_merge_patch
-from .resources import (
-    DEFAULT_RESOURCES,
-    Resource,
-    api_group,
-    api_group_list,
-    api_resource_list,
-    api_versions,
-    resource_from_crd,
-    works_resource,
-)
+from .resources import DEFAULT_RESOURCES, WORK_CRD, Resource, resource_from_crd
 from .schema import Cause, load_crd
 from .selectors import FieldSelector, LabelSelector, SelectorError
 
@@ -217,12 +208,6 @@ class _Watcher:
             self.queue.put_nowait(event)
 
 
-def _by_namespace_and_name(item: tuple[tuple[Any, str | None, str], Any]) -> tuple[str, str]:
-    """Sort key of stored objects: namespace (cluster-scoped first), then name."""
-    (_, namespace, name), _ = item
-    return (namespace or "", name)
-
-
 def _int_query(query: Mapping[str, str], key: str) -> int | None:
     value = query.get(key)
     if value is None or value == "":
@@ -252,13 +237,13 @@ class FakeKube:
         from .jobs import JobController
 
         self._resources: dict[tuple[str, str], Resource] = {}
-        for resource in (*DEFAULT_RESOURCES, works_resource()) if resources is None else resources:
-            self.register(resource)
         self.bookmark_interval = bookmark_interval
         self.gc_delay = gc_delay
         self.latency = 0.0
         """Seconds added before every answer."""
         self.requests: list[RequestRecord] = []
+        self.internal_errors: list[Exception] = []
+        """Unexpected exceptions in the fake's handlers (the ``fake_kube`` fixture fails on any)."""
         self._objects: dict[tuple[tuple[str, str], str | None, str], dict[str, Any]] = {}
         self._rv = itertools.count(1)
         self._last_rv = 0
@@ -275,6 +260,17 @@ class FakeKube:
         self._port = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.jobs = JobController(self)
+        if resources is None:
+            for resource in DEFAULT_RESOURCES:
+                self.register(resource)
+            self.register_crd(WORK_CRD, "v1alpha1")
+        else:
+            for resource in resources:
+                self.register(resource)
+        if ("", "namespaces") in self._resources:
+            self.create_object(
+                self._resources[("", "namespaces")], None, {"metadata": {"name": "default"}}
+            )
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -291,6 +287,10 @@ class FakeKube:
         manifest = load_crd(crd) if isinstance(crd, Path) else crd
         resource = resource_from_crd(manifest, version)
         self.register(resource)
+        crds = self._resources.get(("apiextensions.k8s.io", "customresourcedefinitions"))
+        name = manifest["metadata"]["name"]
+        if crds is not None and (crds.key, None, name) not in self._objects:
+            self.create_object(crds, None, copy.deepcopy(dict(manifest)))
         return resource
 
     async def __aenter__(self) -> FakeKube:
@@ -460,9 +460,16 @@ class FakeKube:
         resource = self.resource(plural)
         return [
             copy.deepcopy(obj)
-            for (key, ns, _), obj in sorted(self._objects.items(), key=_by_namespace_and_name)
+            for (key, ns, _), obj in sorted(
+                self._objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2])
+            )
             if key == resource.key and (namespace is None or ns == namespace)
         ]
+
+    @property
+    def open_watches(self) -> int:
+        """How many watch streams are open now."""
+        return len(self._watchers)
 
     @property
     def resource_version(self) -> int:
@@ -486,24 +493,6 @@ class FakeKube:
             and (subresource is None or r.subresource == subresource)
             and (method is None or r.method == method)
         )
-
-    def discovery(self, path: str) -> dict[str, Any] | None:
-        """The API discovery document the real server answers on ``path`` (``/api``,
-        ``/api/v1``, ``/apis``, ``/apis/<group>``, ``/apis/<group>/<version>``), or None."""
-        parts = [p for p in path.split("/") if p]
-        served = list(self._resources.values())
-        if parts == ["api"]:
-            return api_versions()
-        if len(parts) == 2 and parts[0] == "api":
-            return api_resource_list("", parts[1], served)
-        if parts == ["apis"]:
-            return api_group_list(served)
-        if len(parts) == 2 and parts[0] == "apis":
-            versions = [r.version for r in served if r.group == parts[1]]
-            return api_group(parts[1], dict.fromkeys(versions)) if versions else None
-        if len(parts) == 3 and parts[0] == "apis":
-            return api_resource_list(parts[1], parts[2], served)
-        return None
 
     # --- the store (also used by the simulated controllers) --------------------------
 
@@ -938,6 +927,79 @@ class FakeKube:
         subresource = rest[2] if len(rest) > 2 else None
         return _Route(resource, namespace, name, subresource)
 
+    def _resource_list(self, group: str, version: str) -> dict[str, Any] | None:
+        served = [r for r in self._resources.values() if r.group == group and r.version == version]
+        if not served:
+            return None
+        verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
+        resources: list[dict[str, Any]] = []
+        for r in sorted(served, key=lambda r: r.plural):
+            resources.append(
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": r.namespaced,
+                    "kind": r.kind,
+                    "verbs": verbs,
+                }
+            )
+            if r.status_subresource:
+                resources.append(
+                    {
+                        "name": f"{r.plural}/status",
+                        "singularName": "",
+                        "namespaced": r.namespaced,
+                        "kind": r.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
+
+    def _group(self, group: str) -> dict[str, Any] | None:
+        versions = sorted({r.version for r in self._resources.values() if r.group == group})
+        if not versions:
+            return None
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        """Discovery documents (/version, /api, /apis, groups, resource lists), as kopf needs."""
+        parts = [p for p in path.split("/") if p]
+        if parts == ["version"]:
+            return {
+                "major": "1",
+                "minor": "34",
+                "gitVersion": "v1.34.0-fake",
+                "gitCommit": "0000000000000000000000000000000000000000",
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.24",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        if parts == ["api"]:
+            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+        if parts == ["api", "v1"]:
+            return self._resource_list("", "v1")
+        if parts == ["apis"]:
+            groups = sorted({r.group for r in self._resources.values() if r.group})
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [self._group(g) for g in groups],
+            }
+        if len(parts) == 2 and parts[0] == "apis":
+            group = self._group(parts[1])
+            return None if group is None else {"kind": "APIGroup", "apiVersion": "v1", **group}
+        if len(parts) == 3 and parts[0] == "apis":
+            return self._resource_list(parts[1], parts[2])
+        return None
+
     @staticmethod
     def _verb(method: str, route: _Route | None, query: Mapping[str, str]) -> str | None:
         if route is None:
@@ -978,11 +1040,12 @@ class FakeKube:
             if self.latency:
                 await asyncio.sleep(self.latency)
             self._inject_faults(request.method, request.path, verb, route)
-            if route is None:
-                document = self.discovery(request.path) if request.method == "GET" else None
+            if route is None and request.method == "GET":
+                document = self._discovery(request.path)
                 if document is not None:
                     record.status = 200
                     return web.json_response(document)
+            if route is None:
                 raise ApiError(
                     404,
                     "the server could not find the requested resource"
@@ -997,6 +1060,13 @@ class FakeKube:
         except ApiError as error:
             record.status = error.code
             return web.json_response(error.status(), status=error.code)
+        except ConnectionResetError:
+            raise  # the client left, or the server is going down: not a bug of the fake
+        except Exception as exc:  # a bug of the fake: answer 500 and keep it for the test
+            self.internal_errors.append(exc)
+            record.status = 500
+            error = ApiError(500, f"fake API server bug: {exc!r}")
+            return web.json_response(error.status(), status=500)
 
     def _inject_faults(
         self, method: str, path: str, verb: str | None, route: _Route | None
@@ -1092,7 +1162,9 @@ class FakeKube:
             raise ApiError(400, str(exc)) from None
         return [
             obj
-            for (key, ns, _), obj in sorted(self._objects.items(), key=_by_namespace_and_name)
+            for (key, ns, _), obj in sorted(
+                self._objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2])
+            )
             if key == resource.key
             and (namespace is None or ns == namespace)
             and labels.matches(obj["metadata"].get("labels"))
