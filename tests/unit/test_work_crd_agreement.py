@@ -9,7 +9,8 @@ agree on every one. The narrowings the CRD header documents (metadata keys, whic
 server's ObjectMeta validation checks; empty ``status.result`` keys; the template checks of
 ``workqueue_core.work.templates``, including each list item's apiVersion and kind, which
 the CRD's constant-cost CEL rule leaves to the parser; a whole number written as a float,
-``1.0``, which the API server takes for an integer and the parser refuses) are left out of the generated
+``1.0``, which the API server takes for an integer and the parser refuses) are left out
+of the generated
 changes. A ``null`` is dropped by the API server when the field is not nullable, and the
 parser reads it as absent: the two agree.
 """
