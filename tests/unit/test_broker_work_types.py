@@ -91,14 +91,7 @@ JOB_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
 ]
 
 
-NOT_YET = {
-    "container name invalid": pytest.mark.xfail(
-        strict=True,
-        reason="JobWorkType does not check container names as DNS-1123 labels yet"
-        " (the API server's pod validation does; the old core check did): remove this"
-        " mark when it does",
-    )
-}
+NOT_YET: dict[str, pytest.MarkDecorator] = {}
 
 
 @pytest.mark.parametrize(

@@ -248,7 +248,9 @@ class BrokerConfig:
     shutdown_timeout: float = 10.0
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml_table(path: Path, table: str) -> dict[str, Any]:
+    """The ``[table]`` of a TOML file (or the whole file when it has no such table), with
+    ``-`` in keys read as ``_``."""
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -256,30 +258,35 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read the config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"the config file {path} is not valid TOML: {error}") from None
-    table = data.get("broker", data)
-    if not isinstance(table, dict):
-        raise ConfigError(f"the config file {path}: [broker] must be a table")
-    return {str(k).replace("-", "_"): v for k, v in table.items() if k != "broker"}
+    section = data.get(table, data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"the config file {path}: [{table}] must be a table")
+    return {str(k).replace("-", "_"): v for k, v in section.items() if k != table}
 
 
-def load_config(
+def merge_settings(
+    settings: tuple[Setting, ...],
     flags: Mapping[str, str | None],
     environ: Mapping[str, str],
-    config_file: Path | None = None,
-) -> BrokerConfig:
-    """Merge the sources (flags, then environment, then file, then defaults) and check them.
+    config_file: Path | None,
+    table: str,
+) -> dict[str, Any]:
+    """Each setting's parsed value from the first source that has it: flags, then
+    environment, then the file's ``[table]``; settings no source names are left out.
 
-    ``flags`` maps setting names to the raw flag text (None when not given);
-    ``config_file`` defaults to ``WORKQUEUE_CONFIG`` when that is set.
+    ``config_file`` defaults to ``WORKQUEUE_CONFIG`` when that is set. A bad value raises
+    ``ConfigError`` naming its source; so does a setting the file has but ``settings``
+    does not.
     """
     if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
         config_file = Path(environ[ENV_PREFIX + "CONFIG"])
-    from_file = _read_toml(config_file) if config_file is not None else {}
-    unknown = sorted(set(from_file) - set(SETTINGS_BY_NAME))
+    from_file = read_toml_table(config_file, table) if config_file is not None else {}
+    known = {s.name for s in settings}
+    unknown = sorted(set(from_file) - known)
     if unknown:
         raise ConfigError(f"the config file {config_file} has unknown settings: {unknown}")
     values: dict[str, Any] = {}
-    for setting in SETTINGS:
+    for setting in settings:
         raw: object
         flag_value = flags.get(setting.name)
         if flag_value is not None:
@@ -294,4 +301,17 @@ def load_config(
             values[setting.name] = setting.parse(_as_text(raw))
         except ValueError as error:
             raise ConfigError(f"{source}: {error}") from None
-    return BrokerConfig(**values)
+    return values
+
+
+def load_config(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    config_file: Path | None = None,
+) -> BrokerConfig:
+    """Merge the sources (flags, then environment, then file, then defaults) and check them.
+
+    ``flags`` maps setting names to the raw flag text (None when not given);
+    ``config_file`` defaults to ``WORKQUEUE_CONFIG`` when that is set.
+    """
+    return BrokerConfig(**merge_settings(SETTINGS, flags, environ, config_file, "broker"))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from workqueue_agent.config import AGENT_SETTINGS
-from workqueue_broker.config import SETTINGS, load_config
+from workqueue_broker.config import SETTINGS, _boolean, load_config
 from workqueue_cli import commands
 from workqueue_cli.commands import UsageError
 
@@ -91,6 +91,69 @@ def _add_broker(sub: Any) -> None:
                 help=f"{setting.help} [env {setting.env}]",
             )
     broker.set_defaults(run=_run_broker)
+
+
+def _add_settings(parser: argparse.ArgumentParser, settings: Sequence[Any]) -> None:
+    """One flag per setting; booleans as ``--x`` / ``--no-x``."""
+    for setting in settings:
+        if setting.parse is _boolean:
+            parser.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{setting.help} [env {setting.env}]",
+            )
+        else:
+            parser.add_argument(
+                setting.flag,
+                dest=setting.name,
+                metavar=setting.metavar,
+                help=f"{setting.help} [env {setting.env}]",
+            )
+
+
+def _flags(args: argparse.Namespace, settings: Sequence[Any]) -> dict[str, str | None]:
+    flags: dict[str, str | None] = {}
+    for setting in settings:
+        value = getattr(args, setting.name)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        flags[setting.name] = value
+    return flags
+
+
+def _add_controller(sub: Any) -> None:
+    from workqueue_controller.config import SETTINGS as CONTROLLER_SETTINGS
+
+    controller = sub.add_parser(
+        "controller",
+        help="run the Work controller on a Kubernetes cluster",
+        description="Reconcile brokkr.io/v1alpha1 Work resources: apply their templates, "
+        "retry them under one budget, write their status. Flags can also be set by the "
+        "environment variable shown, or in the [controller] table of a TOML file given by "
+        "--config; flags win over the environment, which wins over the file.",
+    )
+    controller.add_argument(
+        "--config", type=Path, help="TOML file of settings (env WORKQUEUE_CONFIG)"
+    )
+    _add_settings(controller, CONTROLLER_SETTINGS)
+    controller.set_defaults(run=_run_controller)
+
+
+def _run_controller(args: argparse.Namespace) -> int:
+    from workqueue_controller.config import SETTINGS as CONTROLLER_SETTINGS
+    from workqueue_controller.config import load_config as load_controller_config
+
+    config = load_controller_config(_flags(args, CONTROLLER_SETTINGS), os.environ, args.config)
+    try:
+        from workqueue_controller.process import run
+    except ImportError as error:
+        raise UsageError(
+            "the controller needs the 'controller' extra "
+            f"(pip install 'workqueue[controller]'): {error}"
+        ) from None
+    return run(config)
 
 
 def _add_work_commands(sub: Any, client: argparse.ArgumentParser) -> None:
@@ -261,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_broker(sub)
     _add_agent(sub)
+    _add_controller(sub)
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument(
         "--database-url",

@@ -19,22 +19,29 @@ Rules (``docs/work-controller.md`` has the full table):
 
 1. A Work being deleted: stop every live instance; nothing else.
 2. A terminal Work: stop live instances; record ``observedGeneration``.
+   (A Work whose work type the process does not know fails permanently.)
 3. Instances other than the current one that are still live are stopped.
 4. The current instance succeeded: phase Succeeded, ``completionTime``, ``status.result``.
 5. It failed: a permanent failure, or a retryable one with ``retries == maxRetries``,
    ends the Work Failed; otherwise ``retries`` + 1 and ``nextRetryTime`` = now + the
-   backoff (the item's ``RetryPolicy``, see ``reconcile_policy``).
+   backoff (the item's ``RetryPolicy``, see ``reconcile_policy``), rounded up to a whole
+   second and at least the next one.
 6. It is pending (no progress) for ``claimTimeout`` seconds since it was applied: it is
    stopped and fails retryably (reason ``NoProgress``).
 7. It is missing although applied: after a grace of ``INSTANCE_GRACE`` (the informer may
    not have seen the create yet) it fails retryably (reason ``InstanceMissing``).
-8. Not applied yet, due, and no other instance live: apply it (after the work type's
-   template checks), phase Running, ``startTime``.
+8. Not applied yet, due, and no other instance live once this decision's stops are done
+   (a deleted instance is gone at once; one stopped by a patch is waited for until it
+   finishes): apply it (after the work type's template checks), phase Running,
+   ``startTime``.
 
-Actions come in the order to perform them: stops, then the apply, then the status write
-(with the Work's ``resourceVersion``: on a conflict, re-read and reconcile again), then at
-most one requeue.  Applying before writing the status makes a lost status write harmless:
+Actions come in the order to perform them: stops of stale instances, then the apply, then
+the status write (with the Work's ``resourceVersion``: on a conflict, re-read and
+reconcile again), then the stop of an instance given up on in this decision, then at most
+one requeue.  Applying before writing the status makes a lost status write harmless:
 instance names are deterministic, so the next decision's create answers AlreadyExists.
+Stopping a stuck instance after the write keeps its reason (``NoProgress``) if the write
+is lost; once written, rule 2 or 3 stops it if the stop itself was lost.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ __all__ = [
     "Requeue",
     "StopInstance",
     "WriteStatus",
+    "apply_refused",
     "format_time",
     "jitter_sample",
     "owner_of",
@@ -90,6 +98,7 @@ lost: the informer cache may lag the create by a moment."""
 
 _MAX_MESSAGE: Final = 2048
 _REASON: Final = re.compile(r"[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?")
+_SECOND: Final = timedelta(seconds=1)
 _APPLIED: Final = "Applied"
 _RETRY_SCHEDULED: Final = "RetryScheduled"
 
@@ -170,7 +179,7 @@ def parse_time(text: str) -> datetime:
 
 def _ceil_seconds(when: datetime) -> datetime:
     whole = when.replace(microsecond=0)
-    return whole if whole == when else whole + timedelta(seconds=1)
+    return whole if whole == when else whole + _SECOND
 
 
 def jitter_sample(work_uid: str, retry: int) -> float:
@@ -242,6 +251,13 @@ class _Instance:
                 continue
             pending.append(step)
         return tuple(pending)
+
+    def gone_after(self, steps: Sequence[StopStep]) -> bool:
+        """Whether performing ``steps`` deletes every object of the instance still there
+        (a deleted object runs nothing more; a patched one may run until it honours the
+        patch)."""
+        deleted = {step.name for step in steps if step.patch is None}
+        return all(_deleting(o) or _metadata(o).get("name") in deleted for o in self.objects)
 
 
 # --- status helpers ----------------------------------------------------------------
@@ -335,7 +351,7 @@ class _Reconciler:
     work: WorkResource
     owner: Owner
     now: datetime
-    work_type: WorkType
+    work_type: WorkType | None
     instances: Mapping[int, _Instance]
     base: WorkResourceStatus
     """The observed status with ``observedGeneration`` brought up to date."""
@@ -349,6 +365,7 @@ class _Reconciler:
         for index in sorted(self.instances):
             instance = self.instances[index]
             if instance.live and (everything or index != self.index):
+                assert self.work_type is not None, "instances are read through a work type"
                 steps = instance.pending_stop(self.work_type)
                 if steps:
                     actions.append(StopInstance(index, steps))
@@ -359,10 +376,13 @@ class _Reconciler:
         status: WorkResourceStatus,
         actions: Sequence[Action] = (),
         requeue: timedelta | None = None,
+        after: Sequence[Action] = (),
     ) -> Decision:
+        """``actions``, the status write if the status changes, ``after``, the requeue."""
         result = list(actions)
         if status != self.work.status:
             result.append(WriteStatus(status, self.work.metadata.resource_version))
+        result.extend(after)
         if requeue is not None:
             result.append(Requeue(max(requeue, timedelta(0))))
         return Decision(tuple(result))
@@ -420,6 +440,7 @@ class _Reconciler:
         actions: Sequence[Action],
         *,
         applied_reason: str | None = None,
+        after: Sequence[Action] = (),
     ) -> Decision:
         reason = _reason(failure.reason, "Failed")
         status = attrs.evolve(
@@ -451,27 +472,40 @@ class _Reconciler:
             reason,
             "the broker may retry the item" if retryable else "the failure is permanent",
         )
-        return self.decide(status, actions)
+        return self.decide(status, actions, after=after)
 
-    def failed(self, failure: Failure, actions: Sequence[Action], policy: RetryPolicy) -> Decision:
-        """The current instance failed: retry it within the budget, or end the Work."""
+    def failed(
+        self,
+        failure: Failure,
+        actions: Sequence[Action],
+        policy: RetryPolicy,
+        after: Sequence[Action] = (),
+    ) -> Decision:
+        """The current instance failed: retry it within the budget, or end the Work.
+
+        ``after`` follows the status write: stopping the instance given up on comes after
+        recording it, so a lost write leaves that instance to be judged again.
+        """
         n = self.index
         reason = _reason(failure.reason, "Failed")
         cause = f"{reason}: {failure.message}" if failure.message else reason
         max_retries = self.work.spec.max_retries
         if failure.failure_class is FailureClass.PERMANENT:
             return self.failed_terminally(
-                failure, f"instance {n} failed permanently ({cause})", actions
+                failure, f"instance {n} failed permanently ({cause})", actions, after=after
             )
         if n >= max_retries:
             return self.failed_terminally(
                 failure,
                 f"instance {n} failed ({cause}); no retries left (maxRetries {max_retries})",
                 actions,
+                after=after,
             )
         retry = n + 1
         delay = policy.delay(retry, jitter_sample(self.owner.uid, retry))
-        due = _ceil_seconds(self.now + delay)
+        # Status times have whole seconds: due is the next whole second at the earliest,
+        # so scheduling a retry and applying it are always two decisions.
+        due = max(_ceil_seconds(self.now + delay), self.now.replace(microsecond=0) + _SECOND)
         status = attrs.evolve(
             self.base,
             phase=WorkPhase.RUNNING,
@@ -494,12 +528,13 @@ class _Reconciler:
         status = _with_condition(
             status, self.now, CONDITION_TEMPLATE_SUCCEEDED, "False", reason, failure.message
         )
-        return self.decide(status, actions, due - self.now)
+        return self.decide(status, actions, due - self.now, after)
 
     def apply(self, actions: list[Action]) -> Decision:
         """Apply the current instance (the caller checked it is due and alone)."""
         n = self.index
         spec = self.work.spec
+        assert self.work_type is not None, "unknown work types fail before any apply"
         if n > spec.max_retries:
             failure = Failure.retryable(
                 "RetriesExhausted",
@@ -528,9 +563,11 @@ class _Reconciler:
 
 
 def _read_instances(
-    observed: Mapping[int, Sequence[Mapping[str, Any]]], work_type: WorkType
+    observed: Mapping[int, Sequence[Mapping[str, Any]]], work_type: WorkType | None
 ) -> dict[int, _Instance]:
     instances: dict[int, _Instance] = {}
+    if work_type is None:
+        return instances
     for index, objects in observed.items():
         if objects:
             found = tuple(objects)
@@ -542,7 +579,7 @@ def reconcile(
     work: WorkResource,
     observed: Mapping[int, Sequence[Mapping[str, Any]]],
     now: datetime,
-    work_type: WorkType,
+    work_type: WorkType | None,
     policy: RetryPolicy,
 ) -> Decision:
     """Decide what the controller does for ``work``.
@@ -550,10 +587,16 @@ def reconcile(
     ``observed`` holds the Work's instance objects as the cluster shows them, by instance
     index (``reconcile_labels.group_instances``).  ``policy`` is the controller's default
     backoff; a Work's ``workqueue.dev/retry-policy`` annotation overrides it, and
-    ``spec.maxRetries`` is the budget.  ``now`` must be timezone-aware.
+    ``spec.maxRetries`` is the budget.  ``work_type`` is the one registered under
+    ``spec.workType``, or None when the process knows no such work type: the Work then
+    fails permanently (reason ``UnknownWorkType``).  ``now`` must be timezone-aware.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
+    if work_type is not None and work_type.name != work.spec.work_type:
+        raise ValueError(
+            f"work type {work_type.name!r} cannot reconcile a Work of {work.spec.work_type!r}"
+        )
     owner = owner_of(work)
     status = work.status
     generation = work.metadata.generation
@@ -564,6 +607,11 @@ def reconcile(
         return Decision(tuple(r.stops(everything=True)))
     if status.phase.is_terminal:
         return r.decide(base, r.stops(everything=True))
+    if work_type is None:
+        failure = Failure.permanent(
+            "UnknownWorkType", f"no work type {work.spec.work_type!r} is registered here"
+        )
+        return r.failed_terminally(failure, f"the Work cannot run: {failure.message}", ())
     stops = r.stops(everything=False)
     try:
         backoff = retry_policy_for(work.metadata.annotations, policy)
@@ -596,7 +644,7 @@ def reconcile(
         )
         steps = current.pending_stop(work_type)
         stop_current: list[Action] = [StopInstance(n, steps)] if steps else []
-        return r.failed(failure, [*stops, *stop_current], backoff)
+        return r.failed(failure, stops, backoff, stop_current)
     if _is_applied(base):
         appear_by = _applied_at(base, now) + INSTANCE_GRACE
         if current is None and now < appear_by:
@@ -611,6 +659,45 @@ def reconcile(
         due = parse_time(base.next_retry_time)
         if now < due:
             return r.decide(base, stops, due - now)
-    if any(instance.live for index, instance in r.instances.items() if index != n):
-        return r.decide(base, stops)
+    stopping = {a.index: a.steps for a in stops if isinstance(a, StopInstance)}
+    for index, instance in r.instances.items():
+        if index != n and instance.live and not instance.gone_after(stopping.get(index, ())):
+            return r.decide(base, stops)  # wait until it has stopped
     return r.apply(stops)
+
+
+def apply_refused(
+    work: WorkResource,
+    observed: Mapping[int, Sequence[Mapping[str, Any]]],
+    now: datetime,
+    work_type: WorkType,
+    policy: RetryPolicy,
+    failure: Failure,
+) -> Decision:
+    """Decide after the API server refused to create instance ``status.retries`` (the
+    ``ApplyInstance`` of the last decision) with an error no retry of the call can fix:
+    the instance counts as failed with ``failure``.
+
+    The controller picks the class: ``422 Invalid`` or ``400`` (a rule of the API server
+    or an admission webhook the work type's checks do not know) is permanent; ``403``
+    for an exceeded quota is retryable.  The arguments are ``reconcile``'s; a Work being
+    deleted, already terminal or with that instance present is decided by ``reconcile``.
+    """
+    if (
+        work.metadata.deletion_timestamp is not None
+        or work.status.phase.is_terminal
+        or observed.get(work.status.retries)
+    ):
+        return reconcile(work, observed, now, work_type, policy)
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    generation = work.metadata.generation
+    status = work.status
+    base = status if generation is None else attrs.evolve(status, observed_generation=generation)
+    instances = _read_instances(observed, work_type)
+    r = _Reconciler(work, owner_of(work), now, work_type, instances, base)
+    try:
+        backoff = retry_policy_for(work.metadata.annotations, policy)
+    except SpecError:
+        return reconcile(work, observed, now, work_type, policy)
+    return r.failed(failure, r.stops(everything=False), backoff)

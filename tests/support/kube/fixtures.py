@@ -31,7 +31,7 @@ __all__ = ["api_client", "cluster", "fake_kube", "kubeconfig"]
 async def fake_kube() -> AsyncIterator[FakeKube]:
     async with FakeKube() as kube:
         yield kube
-    assert kube.internal_errors == [], "the fake API server failed internally"
+    assert kube.internal_errors == [], f"the fake API server failed: {kube.internal_errors!r}"
 
 
 @pytest.fixture

@@ -12,14 +12,20 @@ Each created Job is driven to an outcome chosen by its annotations:
     ``FailedIndexes``: ``FailureTarget`` then ``Failed``, both with that reason;
     ``FailedIndexes`` and ``MaxFailedIndexesExceeded`` also work as bare words;
     ``never``: started (``startTime``, ``active: 1``) and left running.
+``fake.workqueue.dev/outcomes``
+    a comma-separated list of outcomes as above, one per retry: the Job whose
+    ``workqueue.dev/instance`` label is *n* gets the *n*-th (the last one when the list is
+    shorter), so ``Failed,Failed,Complete`` fails twice and then succeeds; it wins over
+    ``fake.workqueue.dev/outcome``.
 ``fake.workqueue.dev/delay``
     seconds between the Job's start and its outcome (default ``JobController.delay``).
 
 The writes follow the real controller (Kubernetes 1.31+, types.go): a first status write
-sets ``startTime`` and ``active``; the outcome takes two writes, the interim condition
+sets ``startTime``, ``active`` and ``ready`` (its pod is up); the outcome takes two
+writes, the interim condition
 (``SuccessCriteriaMet`` / ``FailureTarget``) and then the terminal one (``Complete`` /
 ``Failed``) with ``completionTime`` (success only), ``succeeded``/``failed`` counts and
-``active: 0``.  Every condition has ``status: "True"``, ``reason``, ``message``,
+``active: 0`` and ``ready: 0``.  Every condition has ``status: "True"``, ``reason``, ``message``,
 ``lastProbeTime`` and ``lastTransitionTime``.  Jobs are written in-process (no HTTP, no
 injected faults) and each write is a real MODIFIED watch event.
 """
@@ -38,9 +44,16 @@ from .server import ApiError, now_rfc3339
 if TYPE_CHECKING:
     from .server import FakeKube
 
-__all__ = ["DELAY_ANNOTATION", "OUTCOME_ANNOTATION", "JobController", "default_job"]
+__all__ = [
+    "DELAY_ANNOTATION",
+    "OUTCOMES_ANNOTATION",
+    "OUTCOME_ANNOTATION",
+    "JobController",
+    "default_job",
+]
 
 OUTCOME_ANNOTATION: Final = "fake.workqueue.dev/outcome"
+OUTCOMES_ANNOTATION: Final = "fake.workqueue.dev/outcomes"
 DELAY_ANNOTATION: Final = "fake.workqueue.dev/delay"
 
 _FAILURE_MESSAGES: Final = {
@@ -157,9 +170,15 @@ class JobController:
     async def _drive(self, job: dict[str, Any]) -> None:
         annotations = job["metadata"].get("annotations") or {}
         outcome = annotations.get(OUTCOME_ANNOTATION, self.default_outcome)
+        if annotations.get(OUTCOMES_ANNOTATION):
+            outcomes = [o.strip() for o in annotations[OUTCOMES_ANNOTATION].split(",")]
+            labels = job["metadata"].get("labels") or {}
+            index = int(labels.get("workqueue.dev/instance", "0"))
+            outcome = outcomes[min(index, len(outcomes) - 1)]
         delay = float(annotations.get(DELAY_ANNOTATION, self.delay))
         await asyncio.sleep(self.step)
-        if not await self._write_status(job, {"startTime": now_rfc3339(), "active": 1}):
+        started = {"startTime": now_rfc3339(), "active": 1, "ready": 1}
+        if not await self._write_status(job, started):
             return
         if outcome == "never":
             return
@@ -170,7 +189,7 @@ class JobController:
             succeeded = spec.get("completions") or 1
             interim = _condition("SuccessCriteriaMet", reason, message)
             if not await self._write_status(
-                job, {"conditions": [interim], "active": 0, "succeeded": succeeded}
+                job, {"conditions": [interim], "active": 0, "ready": 0, "succeeded": succeeded}
             ):
                 return
             await asyncio.sleep(self.step)
@@ -193,7 +212,7 @@ class JobController:
             extra["failedIndexes"] = "0"
         interim = _condition("FailureTarget", reason, message)
         if not await self._write_status(
-            job, {"conditions": [interim], "active": 0, "failed": failed, **extra}
+            job, {"conditions": [interim], "active": 0, "ready": 0, "failed": failed, **extra}
         ):
             return
         await asyncio.sleep(self.step)

@@ -135,11 +135,17 @@ class CrdSchema:
     def prune(self, obj: dict[str, Any]) -> list[str]:
         """Drop fields the schema does not declare; returns their paths.
 
+        Like the API server, a ``null`` in a field that is not ``nullable`` is dropped too
+        (silently: it is not an unknown field).
+
         ``apiVersion``, ``kind`` and ``metadata`` are the server's and never pruned here.
         """
         pruned: list[str] = []
         for key, child in (self.schema.get("properties") or {}).items():
             if key not in ("apiVersion", "kind", "metadata") and key in obj:
+                if obj[key] is None and not child.get("nullable"):
+                    del obj[key]
+                    continue
                 self._prune(child, obj[key], [key], pruned)
         for key in list(obj):
             if key not in ("apiVersion", "kind", "metadata") and key not in (
@@ -159,6 +165,9 @@ class CrdSchema:
             additional = schema.get("additionalProperties")
             for key in list(value):
                 if properties is not None and key in properties:
+                    if value[key] is None and not properties[key].get("nullable"):
+                        del value[key]  # the API server drops nulls of non-nullable fields
+                        continue
                     self._prune(properties[key], value[key], [*at, key], pruned)
                 elif isinstance(additional, Mapping):
                     self._prune(additional, value[key], [*at, key], pruned)

@@ -1060,6 +1060,8 @@ class FakeKube:
         except ApiError as error:
             record.status = error.code
             return web.json_response(error.status(), status=error.code)
+        except ConnectionResetError:
+            raise  # the client left, or the server is going down: not a bug of the fake
         except Exception as exc:  # a bug of the fake: answer 500 and keep it for the test
             self.internal_errors.append(exc)
             record.status = 500

@@ -1,0 +1,1 @@
+"""The ``workqueue controller`` process: reconciles Work resources on a cluster."""
