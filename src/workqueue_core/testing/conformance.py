@@ -26,10 +26,10 @@ stats, agent listings and token lookups, pruning (records, events and keys gone)
 and races: concurrent claims, and two sweeps racing each other and a claim
 holder's heartbeat, complete or fail. One rule replays a fixed scenario: a holder's
 lease is swept, the same agent claims the item again, and reports with its first
-claim's token (refused: only the attempt tells the two tokens apart). Times carry microseconds and payloads come
-from all of Unicode (NUL excluded), up to a few KiB. When the store has a
-``notifier`` (the ``Notifier`` port), every step on which the reference wakes
-claimers must wake a waiter armed before it.
+claim's token (refused: only the attempt tells the two tokens apart). Times carry
+microseconds and payloads come from all of Unicode (NUL excluded), up to a few KiB.
+When the store has a ``notifier`` (the ``Notifier`` port), every step on which the
+reference wakes claimers must wake a waiter armed before it.
 """
 
 from __future__ import annotations
