@@ -65,6 +65,7 @@ import psycopg
 
 from benchmarks._env import machine, versions
 from benchmarks._stats import percentile, rate
+from workqueue_broker.ids import uuid7
 from workqueue_broker.stores import open_store, parse_database_url
 from workqueue_core.domain.errors import WorkqueueError
 from workqueue_core.domain.models import (
@@ -315,7 +316,7 @@ async def store_submit(
         if not isinstance(store, BatchSubmitStore):
             raise RuntimeError(f"{type(store).__name__} has no submit_many")
         now = datetime.now(UTC)
-        ids = [uuid.uuid4() for _ in range(items)]
+        ids = [uuid7() for _ in range(items)]  # as the broker makes them
         batches = iter(
             [
                 WorkItem(
