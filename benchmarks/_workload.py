@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from workqueue_broker.ids import uuid7
 from workqueue_core.domain.models import Agent, Targeting, WorkItem
 from workqueue_core.domain.selectors import LabelSelector
 
@@ -18,9 +19,10 @@ def now() -> datetime:
 
 
 def noop_item(targeting: Targeting | None = None) -> WorkItem:
-    """A no-op item for every agent (or for ``targeting``)."""
+    """A no-op item for every agent (or for ``targeting``), with a time-ordered id as the
+    broker gives new work (``workqueue_broker.ids``)."""
     return WorkItem(
-        id=uuid4(),
+        id=uuid7(),
         work_type=WORK_TYPE,
         spec="{}",
         targeting=targeting or Targeting.everyone(),

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 import anyio
 
 from benchmarks._db import vacuum_analyze
+from workqueue_broker.ids import uuid7
 from workqueue_core.domain.models import Targeting, WorkItem, WorkStatus
 from workqueue_core.executor.worker import Job, Worker, WorkerOptions
 from workqueue_core.service.broker import BrokerService
@@ -49,7 +50,7 @@ async def _prefill(store: object, n: int) -> None:
     clock = SystemClock()
     items = [
         WorkItem(
-            id=uuid.uuid4(),
+            id=uuid7(),
             work_type=WORK_TYPE,
             spec="{}",
             targeting=Targeting.everyone(),
@@ -91,7 +92,7 @@ async def drain_with_worker(dsn: str, schema: str, n: int, concurrency: int, bat
         broker = BrokerService(
             store,
             SystemClock(),
-            uuid.uuid4,
+            uuid7,
             lambda: uuid.uuid4().hex,
             notifier=store.notifier,
             poll_interval=0.05,

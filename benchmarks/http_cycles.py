@@ -1,7 +1,7 @@
 """HTTP claim+complete cycles per second through a real broker process.
 
 ``python -m benchmarks.http_cycles [--store sqlite|postgresql|both] [--items N]
-[--clients 8] [--batch B] [--rounds R] [--quick]``
+[--clients 8] [--batch B] [--rounds R] [--brokers N] [--quick]``
 
 For each store a broker is started as its own process (``python -m workqueue_cli
 broker``: real uvicorn on a free loopback port) on a fresh database: a temporary
@@ -11,14 +11,21 @@ this process:
 1. ``--clients`` agents are registered; each client keeps its own agent token
    and one ``BrokerClient`` (one keep-alive ``httpx.AsyncClient``).
 2. Each round (``--rounds``, on the same broker and database, with a work type of
-   its own): ``--items`` no-op items are submitted by the admin with
-   ``POST /work/batch`` (not timed), up to ``--submitters`` requests in flight.
+   its own): first ``--items`` no-op items are submitted to the *store* directly
+   (``submit_many`` of 500, up to ``--submitters`` calls in flight, on the same
+   database, timed: the anchor of the HTTP batch submit), then claimed and
+   completed through the store (untimed) so the round's queue holds only its own
+   work; then ``--items`` no-op items are submitted by the admin with
+   ``POST /work/batch`` (timed, reported against the store's rate), up to
+   ``--submitters`` requests in flight.
 3. Timed: every client loops ``claim_next(limit=B)`` → ``complete_many`` of the
    whole claimed batch (one request) until a claim comes back empty.
 4. The execution log must hold exactly the round's ids, each SUCCEEDED once, and
    none of them may be left in the queue.
 
 A *cycle* is one item claimed and completed: cycles/s = items / drain seconds.
+With ``--brokers N`` (PostgreSQL only) N broker processes serve one database and
+the clients are spread over them round-robin (client i talks to broker i mod N).
 Claim latency is the client-side duration of each non-empty ``claim_next`` call
 (request, broker, store, response decoding). The clients run on plain asyncio
 (no uvloop) in this process; on a 2-core machine they, the broker and PostgreSQL
@@ -47,8 +54,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import timedelta
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,8 +65,17 @@ import psycopg
 
 from benchmarks._env import machine, versions
 from benchmarks._stats import percentile, rate
+from workqueue_broker.ids import uuid7
+from workqueue_broker.stores import open_store, parse_database_url
 from workqueue_core.domain.errors import WorkqueueError
-from workqueue_core.domain.models import Completion, SubmitRequest, SubmitResult, Targeting
+from workqueue_core.domain.models import (
+    Completion,
+    SubmitRequest,
+    SubmitResult,
+    Targeting,
+    WorkItem,
+)
+from workqueue_core.ports import BatchSubmitStore
 from workqueue_http.client import BrokerClient
 
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
@@ -84,6 +100,7 @@ class Options:
     batch: int
     submitters: int
     rounds: int
+    brokers: int
     dsn: str
     log_level: str
     py_spy: Path | None
@@ -111,7 +128,9 @@ class CycleResult:
     items: int
     clients: int
     batch: int
+    brokers: int
     submit_seconds: float
+    store_submit_seconds: float
     drain_seconds: float
     claim_p50_ms: float
     claim_p99_ms: float
@@ -132,6 +151,11 @@ class CycleResult:
     def cycles_per_second(self) -> float:
         """Items claimed and completed per second of drain."""
         return rate(self.items, self.drain_seconds) if self.verified else float("nan")
+
+    @property
+    def submit_ratio(self) -> float:
+        """HTTP batch submit rate over the store's own ``submit_many`` rate."""
+        return self.store_submit_seconds / self.submit_seconds
 
 
 # --- the broker process --------------------------------------------------------------
@@ -173,10 +197,12 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> N
 
 
 @contextmanager
-def running_broker(database_url: str, workdir: Path, log_level: str) -> Iterator[Broker]:
+def running_broker(
+    database_url: str, workdir: Path, log_level: str, token: str | None = None
+) -> Iterator[Broker]:
     """``python -m workqueue_cli broker`` on a free port; SIGTERM on exit."""
     port = free_port()
-    token = "wqadmin_bench_" + secrets.token_urlsafe(24)
+    token = token or "wqadmin_bench_" + secrets.token_urlsafe(24)
     env = dict(os.environ)
     env.update(
         {
@@ -189,7 +215,7 @@ def running_broker(database_url: str, workdir: Path, log_level: str) -> Iterator
             "WORKQUEUE_SHUTDOWN_TIMEOUT": "2s",
         }
     )
-    log_path = workdir / "broker.log"
+    log_path = workdir / f"broker-{port}.log"
     log: IO[bytes] = log_path.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "workqueue_cli", "broker"],
@@ -277,6 +303,46 @@ async def register_agents(broker: Broker, count: int) -> list[tuple[uuid.UUID, s
             for i in range(count)
         ]
     return [(i.agent.id, i.token) for i in issued]
+
+
+async def store_submit(
+    database_url: str, work_type: str, items: int, submitters: int, agent_id: uuid.UUID
+) -> float:
+    """Seconds the store's own ``submit_many`` takes for ``items`` items (batches of
+    ``SUBMIT_BATCH``, ``submitters`` calls in flight) on the broker's database; the
+    items are then claimed and completed through the store, untimed."""
+    async with open_store(parse_database_url(database_url), migrate=False) as opened:
+        store = opened.store
+        if not isinstance(store, BatchSubmitStore):
+            raise RuntimeError(f"{type(store).__name__} has no submit_many")
+        now = datetime.now(UTC)
+        ids = [uuid7() for _ in range(items)]  # as the broker makes them
+        batches = iter(
+            [
+                WorkItem(
+                    id=i,
+                    work_type=work_type,
+                    spec="{}",
+                    targeting=Targeting.labels("pool=bench"),
+                    created_at=now,
+                    claim_timeout=timedelta(minutes=10),
+                    correlation_id=str(i),
+                )
+                for i in ids[first : first + SUBMIT_BATCH]
+            ]
+            for first in range(0, items, SUBMIT_BATCH)
+        )
+
+        async def submitter() -> None:
+            for batch in batches:
+                await store.submit_many(batch, "admin", now)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(submitter() for _ in range(submitters)))
+        seconds = time.perf_counter() - started
+        while got := await store.claim_next(agent_id, now, [work_type], 1000):
+            await store.complete_many_quiet([Completion(i.token, agent_id) for i in got], now)
+    return seconds
 
 
 async def prefill(
@@ -394,50 +460,68 @@ def py_spy(pid: int, output: Path | None) -> Iterator[None]:
 
 
 async def run_store(store: str, options: Options) -> list[CycleResult]:
-    """Start a broker on a fresh ``store`` database; prefill, drain and verify each round."""
+    """Start the brokers on a fresh ``store`` database; prefill, drain and verify each round."""
     with tempfile.TemporaryDirectory(prefix=f"wq-http-bench-{store}-") as tmp:
         workdir = Path(tmp)
+        token = "wqadmin_bench_" + secrets.token_urlsafe(24)
         with (
             database_url(store, workdir, options.dsn, options.keep) as url,
-            running_broker(url, workdir, options.log_level) as broker,
+            ExitStack() as stack,
         ):
-            agents = await register_agents(broker, options.clients)
+            brokers = [
+                stack.enter_context(running_broker(url, workdir, options.log_level, token))
+                for _ in range(options.brokers)
+            ]
+            agents = await register_agents(brokers[0], options.clients)
             app_name = url.rsplit("application_name=", 1)[-1] if store == "postgresql" else None
             results = []
             for round_ in range(1, options.rounds + 1):
                 profile = None
                 if options.py_spy is not None:
                     profile = options.py_spy / f"broker-{store}-round{round_}.txt"
+                store_seconds = await store_submit(
+                    url,
+                    f"{WORK_TYPE}-store-{round_}",
+                    options.items,
+                    options.submitters,
+                    agents[0][0],
+                )
                 results.append(
-                    await run_round(broker, agents, store, round_, options, app_name, profile)
+                    await run_round(
+                        brokers, agents, store, round_, options, app_name, profile, store_seconds
+                    )
                 )
             return results
 
 
 async def run_round(
-    broker: Broker,
+    brokers: Sequence[Broker],
     agents: Sequence[tuple[uuid.UUID, str]],
     store: str,
     round_: int,
     options: Options,
     app_name: str | None,
     profile: Path | None,
+    store_submit_seconds: float,
 ) -> CycleResult:
-    """Prefill (untimed), drain (timed) and verify one round of its own work type."""
+    """Prefill (timed apart), drain (timed) and verify one round of its own work type."""
+    broker = brokers[0]
     work_type = f"{WORK_TYPE}-{round_}"
     submitted, submit_seconds = await prefill(broker, work_type, options.items, options.submitters)
     start = asyncio.Event()
     tasks = [
         asyncio.create_task(
-            agent_loop(broker.url, agent_id, token, work_type, options.batch, start)
+            agent_loop(
+                brokers[n % len(brokers)].url, agent_id, token, work_type, options.batch, start
+            )
         )
-        for agent_id, token in agents
+        for n, (agent_id, token) in enumerate(agents)
     ]
     await asyncio.sleep(0.5)  # every client connected and waiting
     backends = backend_pids(options.dsn, app_name) if app_name else set()
     backend_cpu = {pid: process_cpu(pid) for pid in backends}
     with py_spy(broker.process.pid, profile):
-        broker_cpu = broker.cpu_seconds()
+        broker_cpu = sum(b.cpu_seconds() for b in brokers)
         client_cpu = _client_cpu()
         busy, total = _machine_ticks()
         began = time.perf_counter()
@@ -445,7 +529,7 @@ async def run_round(
         stats = await asyncio.gather(*tasks)
         ended = max(s.finished_at for s in stats)
         busy_after, total_after = _machine_ticks()
-        broker_cpu = broker.cpu_seconds() - broker_cpu
+        broker_cpu = sum(b.cpu_seconds() for b in brokers) - broker_cpu
         client_cpu = _client_cpu() - client_cpu
         if app_name:
             backends |= backend_pids(options.dsn, app_name)
@@ -462,7 +546,9 @@ async def run_round(
         items=options.items,
         clients=options.clients,
         batch=options.batch,
+        brokers=len(brokers),
         submit_seconds=submit_seconds,
+        store_submit_seconds=store_submit_seconds,
         drain_seconds=ended - began,
         claim_p50_ms=percentile(claims, 50) * 1000,
         claim_p99_ms=percentile(claims, 99) * 1000,
@@ -487,14 +573,14 @@ async def run_round(
 def markdown(results: Sequence[CycleResult]) -> str:
     """The results as Markdown: one row per round, the CPU split, and a summary per store."""
     lines = [
-        "| store | round | items | clients | batch | drain s | cycles/s | claim p50 ms "
+        "| store | brokers | round | items | clients | batch | drain s | cycles/s | claim p50 ms "
         "| claim p99 ms | complete p50 ms | complete p99 ms | items/claim | verified |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         verified = "yes" if r.verified else f"NO: {r.problem}"
         lines.append(
-            f"| {r.store} | {r.round} | {r.items:,} | {r.clients} | {r.batch} "
+            f"| {r.store} | {r.brokers} | {r.round} | {r.items:,} | {r.clients} | {r.batch} "
             f"| {r.drain_seconds:.2f} | {r.cycles_per_second:,.0f} | {r.claim_p50_ms:.1f} "
             f"| {r.claim_p99_ms:.1f} | {r.complete_p50_ms:.1f} | {r.complete_p99_ms:.1f} "
             f"| {r.mean_claimed:.1f} | {verified} |"
@@ -503,25 +589,49 @@ def markdown(results: Sequence[CycleResult]) -> str:
         "",
         "CPU seconds during each drain (machine: both cores, every process, other users too):",
         "",
-        "| store | round | submit/s (untimed) | broker | clients | PostgreSQL backends "
+        "| store | round | broker(s) | clients | PostgreSQL backends "
         "| rest of machine | machine busy |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         pg = r.postgres_cpu_seconds or 0.0
         rest = r.machine_cpu_seconds - r.broker_cpu_seconds - r.client_cpu_seconds - pg
         lines.append(
-            f"| {r.store} | {r.round} | {rate(r.items, r.submit_seconds):,.0f} "
+            f"| {r.store} | {r.round} "
             f"| {r.broker_cpu_seconds:.2f} | {r.client_cpu_seconds:.2f} "
             f"| {'-' if r.postgres_cpu_seconds is None else f'{pg:.2f}'} | {max(rest, 0.0):.2f} "
             f"| {r.machine_busy:.0%} |"
         )
-    lines += ["", "| store | rounds | median cycles/s | best cycles/s |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "Batch submit: `POST /work/batch` against the store's own `submit_many`, same "
+        "database, same round (target: HTTP ≥ 0.5 × store):",
+        "",
+        "| store | round | store submit_many items/s | HTTP batch items/s | HTTP / store |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.store} | {r.round} | {rate(r.items, r.store_submit_seconds):,.0f} "
+            f"| {rate(r.items, r.submit_seconds):,.0f} | {r.submit_ratio:.2f} |"
+        )
+    lines += [
+        "",
+        "| store | rounds | median cycles/s | best cycles/s | median HTTP / store submit |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    medians: dict[str, float] = {}
     for store in dict.fromkeys(r.store for r in results):
         rates = [r.cycles_per_second for r in results if r.store == store]
+        ratios = [r.submit_ratio for r in results if r.store == store]
+        medians[store] = statistics.median(rates)
         lines.append(
-            f"| {store} | {len(rates)} | {statistics.median(rates):,.0f} | {max(rates):,.0f} |"
+            f"| {store} | {len(rates)} | {medians[store]:,.0f} | {max(rates):,.0f} "
+            f"| {statistics.median(ratios):.2f} |"
         )
+    if len(medians) == 2:
+        ratio = medians["sqlite"] / medians["postgresql"]
+        lines += ["", f"SQLite / PostgreSQL (median cycles/s): {ratio:.2f} (target ≥ 0.6)"]
     return "\n".join(lines)
 
 
@@ -541,6 +651,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--submitters", type=int, default=16, help="prefill requests in flight (16)"
+    )
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        help="broker processes on the one database, clients spread over them (1; >1: PostgreSQL)",
     )
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_ITEMS:,} items, 1 round: a smoke run"
@@ -566,9 +682,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.items = QUICK_ITEMS if args.quick else FULL_ITEMS
     if args.rounds is None:
         args.rounds = 1 if args.quick else FULL_ROUNDS
-    for name in ("items", "clients", "submitters", "rounds"):
+    for name in ("items", "clients", "submitters", "rounds", "brokers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.brokers > 1 and args.store != "postgresql":
+        parser.error("--brokers above 1 needs --store postgresql (one SQLite file, one broker)")
     if not 1 <= args.batch <= 1000:
         parser.error("--batch must be in 1..1000 (the API's claim limit)")
     return args
@@ -589,6 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch=args.batch,
         submitters=args.submitters,
         rounds=args.rounds,
+        brokers=args.brokers,
         dsn=args.dsn,
         log_level=args.log_level,
         py_spy=args.py_spy,

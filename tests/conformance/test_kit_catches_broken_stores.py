@@ -96,6 +96,27 @@ class AcceptsStaleTokenState(ReferenceStore):
         return super()._check_token(token, agent_id)
 
 
+class AcceptsOwnStaleCompletionState(ReferenceStore):
+    """Completes with a stale token when the same agent holds the item's current claim.
+
+    The bug of a completion that matches id and holder but forgets the attempt: only
+    completion is affected, and only when the agent re-claimed the item itself.
+    """
+
+    def complete(
+        self,
+        token: ClaimToken,
+        agent_id: UUID,
+        now: datetime,
+        result: str | None = None,
+        local_retries: int = 0,
+    ) -> ExecutionRecord:
+        item = self._queue.get(token.work_id)
+        if item is not None and item.status is WorkStatus.CLAIMED and item.claimed_by == agent_id:
+            token = ClaimToken(token.work_id, item.attempt)
+        return super().complete(token, agent_id, now, result, local_retries)
+
+
 class LosesCancelledState(ReferenceStore):
     """Drops a cancelled item instead of moving it to the log."""
 
@@ -302,6 +323,13 @@ class QuietApprovalStore(MemoryStore):
 )
 def test_the_suite_catches_a_broken_store(state_class: type[ReferenceStore], symptom: str) -> None:
     run_until_caught(factory_for(state_class), symptom)
+
+
+def test_the_suite_catches_a_stale_completion_by_the_same_agent_within_its_ci_budget() -> None:
+    """200 examples of 50 steps is the CI profile every store runs."""
+    run_until_caught(
+        factory_for(AcceptsOwnStaleCompletionState), r"complete|invariant 3", examples=200
+    )
 
 
 def test_the_suite_catches_a_sweep_that_races_another() -> None:

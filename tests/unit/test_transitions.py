@@ -578,6 +578,33 @@ def test_requeue_of_anything_but_failed_is_refused(status: WorkStatus) -> None:
     assert info.value.event == "requeue"
 
 
+# --- reports by a holder on an item that is not claimed -------------------------------------
+
+HOLDER_REPORTS: dict[str, Callable[[WorkItem], object]] = {
+    "heartbeat": lambda item: transitions.heartbeat(item, A, at(5)),
+    "complete": lambda item: transitions.complete(item, A, at(5), "done"),
+    "fail": lambda item: transitions.fail(item, Failure.permanent("Broken"), "agent:a", at(5)),
+}
+
+
+@pytest.mark.parametrize("event", sorted(HOLDER_REPORTS))
+@pytest.mark.parametrize("status", [HELD, PENDING, SUCCEEDED, FAILED, CANCELED])
+def test_holder_reports_on_an_item_that_is_not_claimed_are_refused(
+    status: WorkStatus, event: str
+) -> None:
+    """The pure transitions guard the status themselves, not only the stores' token checks.
+
+    The item looks like one A claimed before (attempt 1, A as the last holder), so only
+    the status tells the transition that no claim is held.
+    """
+    item = make_item(status=status, attempt=1, executions=1, claimed_by=A, claimed_at=T0)
+    with pytest.raises(InvalidTransition) as info:
+        HOLDER_REPORTS[event](item)
+    assert info.value.event == event
+    assert info.value.status == status.value
+    assert info.value.work_id == WID
+
+
 # --- claim tokens ------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from workqueue_core.domain.models import (
 )
 from workqueue_core.executor.handlers import Success
 from workqueue_core.executor.worker import (
+    NO_HANDLER,
     SHUTDOWN,
     TIMEOUT,
     Job,
@@ -317,13 +318,16 @@ async def test_a_result_the_broker_cannot_keep_is_a_permanent_failure(
     async def bad(job: Job) -> str:
         return result  # type: ignore[return-value]
 
-    work_id = await harness.submit("bad")
+    work_id = await harness.submit("bad", max_retries=3)
     async with running(worker):
         [record] = await harness.wait_ended(work_id)
 
     assert record.status is WorkStatus.FAILED
     assert record.item.last_error is not None
     assert record.item.last_error.reason == "InvalidResult"
+    # permanent: budget left (3 retries) but the one run is the only one
+    assert record.item.last_error.failure_class is FailureClass.PERMANENT
+    assert (record.item.executions, record.item.attempt) == (1, 1)
 
 
 class RefusingSource(GatedSource):
@@ -349,7 +353,7 @@ async def test_a_result_the_broker_refuses_fails_only_its_own_attempt(harness: H
         await release.wait()  # let all four finish together: one batch
         return job.spec
 
-    refused = await harness.submit("answer", spec="refused by the broker")
+    refused = await harness.submit("answer", spec="refused by the broker", max_retries=3)
     kept = [await harness.submit("answer", spec=f"fine {i}") for i in range(3)]
     async with running(worker):
         await until(lambda: worker.running == 4)
@@ -359,9 +363,44 @@ async def test_a_result_the_broker_refuses_fails_only_its_own_attempt(harness: H
     assert bad.status is WorkStatus.FAILED
     assert bad.item.last_error is not None
     assert bad.item.last_error.reason == "InvalidResult"
+    assert bad.item.last_error.failure_class is FailureClass.PERMANENT
+    assert (bad.item.executions, bad.item.attempt) == (1, 1)
     assert [r.status for r in good] == [WorkStatus.SUCCEEDED] * 3
     assert [r.result for r in good] == ["fine 0", "fine 1", "fine 2"]
     assert (worker.stats.succeeded, worker.stats.failed) == (3, 1)
+
+
+class TypeBlindSource(GatedSource):
+    """A broker that hands out work of every type, whatever the worker asked for (as a
+    broker that ignored the type filter would)."""
+
+    async def claim_next(
+        self,
+        agent_id: UUID,
+        work_types: Sequence[str] | None = None,
+        limit: int = 1,
+        wait: float = 0.0,
+    ) -> list[WorkItem]:
+        return await super().claim_next(agent_id, None, limit, wait)
+
+
+async def test_work_of_a_type_without_handler_fails_permanently_after_one_run(
+    harness: Harness,
+) -> None:
+    worker = Worker(TypeBlindSource(harness.service), name="worker-1", options=fast_options())
+
+    @worker.handler("known")
+    async def known(job: Job) -> str:
+        return "ran"
+
+    stranger = await harness.submit("unknown", max_retries=3)
+    async with running(worker):
+        [record] = await harness.wait_ended(stranger)
+
+    assert record.status is WorkStatus.FAILED
+    assert record.item.last_error == Failure.permanent(NO_HANDLER, "no handler for 'unknown'")
+    assert (record.item.executions, record.item.attempt) == (1, 1)
+    assert worker.stats.failed == 1
 
 
 async def test_failure_text_is_cleaned_before_it_is_reported(harness: Harness) -> None:

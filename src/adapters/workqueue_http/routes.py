@@ -28,6 +28,7 @@ from workqueue_core.domain.models import (
     Completion,
     ExecutionRecord,
     LogQuery,
+    SubmitRequest,
     WorkQuery,
     WorkStatus,
 )
@@ -236,23 +237,32 @@ async def submit_many(
         raise InvalidInput("a batch takes idempotency keys per item, not an Idempotency-Key")
     if not 1 <= len(data.items) <= MAX_BATCH:
         raise InvalidInput(f"a batch holds 1..{MAX_BATCH} items, got {len(data.items)}")
-    results: list[wire.SubmitEntryOut] = []
+    requests: list[SubmitRequest | WorkqueueError] = []
     for entry in data.items:
         try:
-            result = await ctx.service.submit(wire.submit_request_in(entry), actor=caller.actor)
+            requests.append(wire.submit_request_in(entry))
         except WorkqueueError as error:
-            problem = problem_for_error(error, as_agent=False)
-            if problem.status < 500:
-                results.append(wire.SubmitEntryOut(created=None, work=None, error=problem))
-                continue
-            if not any(r.work is not None for r in results):
-                raise  # nothing stored: the whole request failed
-            log.warning("store error", error=str(error), code=error.code, path=request.url.path)
-            failed = wire.SubmitEntryOut(created=None, work=None, error=problem)
-            results.extend([failed] * (len(data.items) - len(results)))
-            break
-        work = wire.view_out(result.item)
-        results.append(wire.SubmitEntryOut(created=result.created, work=work, error=None))
+            requests.append(error)
+    answers = iter(
+        await ctx.service.submit_many(
+            [r for r in requests if isinstance(r, SubmitRequest)], actor=caller.actor
+        )
+    )
+    results: list[wire.SubmitEntryOut] = []
+    logged = False
+    for request_or_error in requests:
+        outcome = next(answers) if isinstance(request_or_error, SubmitRequest) else request_or_error
+        if isinstance(outcome, WorkqueueError):
+            problem = problem_for_error(outcome, as_agent=False)
+            if problem.status >= 500 and not logged:
+                logged = True
+                log.warning(
+                    "store error", error=str(outcome), code=outcome.code, path=request.url.path
+                )
+            results.append(wire.SubmitEntryOut(created=None, work=None, error=problem))
+            continue
+        work = wire.view_out(outcome.item)
+        results.append(wire.SubmitEntryOut(created=outcome.created, work=work, error=None))
     return wire.SubmitManyOut(results=results)
 
 

@@ -481,21 +481,18 @@ class SqliteStore:
     # --- WorkStore ------------------------------------------------------------------
 
     async def submit(self, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
-        def op(tx: _Tx) -> SubmitResult:
-            key = item.idempotency_key
-            if key is not None:
-                for table in ("work_queue", "work_execution_log"):
-                    row = tx.one(f"SELECT id FROM {table} WHERE idempotency_key = ?", (key,))
-                    if row is not None:
-                        known = UUID(row[0])
-                        found = tx.item(known) or tx.record(known)
-                        assert found is not None
-                        return SubmitResult(found, created=False)
-            if tx.item(item.id) is not None or tx.in_log(item.id):
-                raise InvalidInput(f"work item {item.id} already exists")
-            event = transitions.submitted(item, actor, now)
-            tx.apply(item, event)
-            return SubmitResult(item, created=True)
+        return await self._run(lambda tx: _submit(tx, item, actor, now))
+
+    async def submit_many(
+        self, items: Sequence[WorkItem], actor: str, now: datetime
+    ) -> list[SubmitResult]:
+        """``submit`` of each item in order, in one transaction: all or nothing (one commit).
+
+        Not part of the ``WorkStore`` port: the bulk path of batch submits.
+        """
+
+        def op(tx: _Tx) -> list[SubmitResult]:
+            return [_submit(tx, item, actor, now) for item in items]
 
         return await self._run(op)
 
@@ -987,3 +984,21 @@ def _filters(
 
 def _where(conditions: Sequence[str]) -> str:
     return f" WHERE {' AND '.join(conditions)}" if conditions else ""
+
+
+def _submit(tx: _Tx, item: WorkItem, actor: str, now: datetime) -> SubmitResult:
+    """``submit`` of one item inside ``tx``: the item its key names, or the new item."""
+    key = item.idempotency_key
+    if key is not None:
+        for table in ("work_queue", "work_execution_log"):
+            row = tx.one(f"SELECT id FROM {table} WHERE idempotency_key = ?", (key,))
+            if row is not None:
+                known = UUID(row[0])
+                found = tx.item(known) or tx.record(known)
+                assert found is not None
+                return SubmitResult(found, created=False)
+    if tx.item(item.id) is not None or tx.in_log(item.id):
+        raise InvalidInput(f"work item {item.id} already exists")
+    event = transitions.submitted(item, actor, now)
+    tx.apply(item, event)
+    return SubmitResult(item, created=True)

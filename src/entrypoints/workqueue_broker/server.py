@@ -13,7 +13,6 @@ import logging
 import math
 import secrets
 import signal
-import uuid
 from collections.abc import Callable, Generator
 
 import anyio
@@ -24,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from workqueue_broker.admin_tokens import AdminTokens, resolve_admin_tokens
 from workqueue_broker.clock import SystemClock
 from workqueue_broker.config import BrokerConfig, ConfigError
+from workqueue_broker.ids import uuid7
 from workqueue_broker.logs import configure_logging
 from workqueue_broker.maintenance import (
     CallbackDelivery,
@@ -118,7 +118,7 @@ async def _serve_with(config: BrokerConfig, opened: OpenedStore, admin: AdminTok
     service = BrokerService(
         opened.store,
         SystemClock(),
-        uuid.uuid4,
+        uuid7,
         new_token,
         notifier=opened.notifier,
         spec_validator=broker_spec_validator(),

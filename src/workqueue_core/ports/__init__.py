@@ -3,6 +3,7 @@
 - ``store``: the stores, by user: ``ClaimStore`` (agents), ``AdminStore`` (producers and
   admins), ``MaintenanceStore``, ``QueryStore``; ``WorkStore`` is all four, ``Store`` adds
   the ``AgentRegistry``.
+- ``batch``: ``BatchSubmitStore``, an optional bulk submit a store may offer.
 - ``agent``: ``WorkSource``, the broker as an agent sees it (``BrokerService`` in-process,
   ``BrokerClient`` over HTTP).
 - ``clock``: ``Clock`` and the id, token and random sources.
@@ -16,6 +17,7 @@ Each Protocol is defined once, in its module; this package re-exports them.
 """
 
 from workqueue_core.ports.agent import WorkSource
+from workqueue_core.ports.batch import BatchSubmitStore
 from workqueue_core.ports.callbacks import CallbackPoster, RecordEncoder
 from workqueue_core.ports.clock import Clock, IdSource, RandomSource, TokenSource
 from workqueue_core.ports.cluster import ResourceKind
@@ -34,6 +36,7 @@ from workqueue_core.ports.work_type import InstanceState, InstanceStatus, Owner,
 __all__ = [
     "AdminStore",
     "AgentRegistry",
+    "BatchSubmitStore",
     "CallbackPoster",
     "ClaimStore",
     "Clock",

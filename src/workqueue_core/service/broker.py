@@ -7,13 +7,15 @@ stamps time and ids, and leaves atomicity to the store.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import anyio
 
 from workqueue_core.domain.errors import (
     InvalidInput,
+    SchemaMismatch,
+    StoreUnavailable,
     UnknownAgent,
     UnknownWork,
     WorkqueueError,
@@ -37,7 +39,7 @@ from workqueue_core.domain.models import (
     WorkStatus,
 )
 from workqueue_core.domain.tokens import TOKEN_PREFIX, hash_token
-from workqueue_core.ports import Clock, IdSource, Notifier, Store, TokenSource
+from workqueue_core.ports import BatchSubmitStore, Clock, IdSource, Notifier, Store, TokenSource
 from workqueue_core.service import validation
 from workqueue_core.service.validation import validate_submit
 from workqueue_core.work.specs import SpecValidator
@@ -77,12 +79,63 @@ class BrokerService:
 
     async def submit(self, request: SubmitRequest, actor: str = "admin") -> SubmitResult:
         """Queue new work (HELD when approval is required); idempotent on its key."""
+        now = self.clock.now()
+        return await self.store.submit(self._new_item(request, now), actor, now)
+
+    async def submit_many(
+        self, requests: Sequence[SubmitRequest], actor: str = "admin"
+    ) -> list[SubmitResult | WorkqueueError]:
+        """``submit`` of each request on its own, in order: its result or its refusal.
+
+        A refused request does not stop the others. On a store that offers
+        ``BatchSubmitStore`` the accepted ones are stored in one transaction (one
+        commit); otherwise one by one. A store failure (``StoreUnavailable``,
+        ``SchemaMismatch``) is raised when nothing was stored, and otherwise answers
+        its entry and every later one.
+        """
+        now = self.clock.now()
+        outcomes: list[SubmitResult | WorkqueueError | WorkItem] = []
+        for request in requests:
+            try:
+                outcomes.append(self._new_item(request, now))
+            except WorkqueueError as error:
+                outcomes.append(error)
+        items = [o for o in outcomes if isinstance(o, WorkItem)]
+        stored: list[SubmitResult] | None = None
+        if items and isinstance(self.store, BatchSubmitStore):
+            try:
+                stored = await self.store.submit_many(items, actor, now)
+            except InvalidInput:
+                stored = None  # an id taken (nothing was stored): one by one says which
+        answers: list[SubmitResult | WorkqueueError] = []
+        failure: WorkqueueError | None = None
+        results = iter(stored) if stored is not None else None
+        for outcome in outcomes:
+            if not isinstance(outcome, WorkItem):
+                answers.append(outcome)
+            elif results is not None:
+                answers.append(next(results))
+            elif failure is not None:
+                answers.append(failure)
+            else:
+                try:
+                    answers.append(await self.store.submit(outcome, actor, now))
+                except (StoreUnavailable, SchemaMismatch) as error:
+                    if not any(isinstance(a, SubmitResult) for a in answers):
+                        raise
+                    failure = error
+                    answers.append(error)
+                except WorkqueueError as error:
+                    answers.append(error)
+        return answers
+
+    def _new_item(self, request: SubmitRequest, now: datetime) -> WorkItem:
+        """The new item a request asks for, validated (``InvalidInput`` otherwise)."""
         validate_submit(request)
         if self._validate_spec is not None:
             self._validate_spec(request.work_type, request.spec)
         work_id = self._ids()
-        now = self.clock.now()
-        item = WorkItem(
+        return WorkItem(
             id=work_id,
             work_type=request.work_type,
             spec=request.spec,
@@ -98,7 +151,6 @@ class BrokerService:
             callback_url=request.callback_url,
             status=WorkStatus.HELD if request.requires_approval else WorkStatus.PENDING,
         )
-        return await self.store.submit(item, actor, now)
 
     async def get(self, work_id: UUID) -> WorkItem | ExecutionRecord:
         """The item from the queue, or its record from the log.

@@ -24,10 +24,12 @@ Beyond the transitions, the machine compares lookups (``get``/``get_record`` of
 every id), filtered and paginated queries, ``pending_for`` with type filters,
 stats, agent listings and token lookups, pruning (records, events and keys gone),
 and races: concurrent claims, and two sweeps racing each other and a claim
-holder's heartbeat, complete or fail. Times carry microseconds and payloads come
-from all of Unicode (NUL excluded), up to a few KiB. When the store has a
-``notifier`` (the ``Notifier`` port), every step on which the reference wakes
-claimers must wake a waiter armed before it.
+holder's heartbeat, complete or fail. One rule replays a fixed scenario: a holder's
+lease is swept, the same agent claims the item again, and reports with its first
+claim's token (refused: only the attempt tells the two tokens apart). Times carry
+microseconds and payloads come from all of Unicode (NUL excluded), up to a few KiB.
+When the store has a ``notifier`` (the ``Notifier`` port), every step on which the
+reference wakes claimers must wake a waiter armed before it.
 """
 
 from __future__ import annotations
@@ -625,6 +627,70 @@ class ConformanceMachine(RuleBasedStateMachine):
                     f"release: {token.work_id} went from executions {before.executions}, "
                     f"attempt {before.attempt} to {after.executions}, {after.attempt}"
                 )
+
+    @precondition(lambda self: self._claimed())
+    @rule(
+        data=st.data(),
+        how=st.sampled_from(["complete", "fail", "complete_many", "complete_many_quiet"]),
+    )
+    def stale_token_after_own_reclaim(self, data: st.DataObject, how: str) -> None:
+        """The holder's lease runs out, it is swept, the same agent claims the item again,
+        and then reports with its first claim's token: the two tokens differ only in the
+        attempt, so a store that forgets to compare it is caught here at once."""
+        item = _pick(data, self._claimed(), "claimed")
+        agent_id = item.claimed_by
+        assert agent_id is not None and item.lease_expires_at is not None
+        self.now = max(self.now, item.lease_expires_at)
+        self.sweep(1000)
+        after = self.model.get(item.id)
+        if after is None or after.status is not WorkStatus.PENDING:
+            return  # the budget was spent: nothing to claim again
+        if after.not_before is not None:
+            self.now = max(self.now, after.not_before)
+        got, _ = self._both(
+            "claim",
+            functools.partial(self.store.claim, item.id, agent_id, self.now),
+            functools.partial(self.model.claim, item.id, agent_id, self.now),
+        )
+        if got[1] is not None:
+            return  # the agent may no longer claim it (relabelled, draining)
+        self._check_claimed([got[0]], agent_id)
+        stale = item.token
+        if how in ("complete_many", "complete_many_quiet"):
+            batch = [Completion(stale, agent_id, "late")]
+            quiet = how == "complete_many_quiet"
+            before = self._snapshot_item(item.id)
+            got, _ = self._both(
+                how,
+                functools.partial(
+                    self.store.complete_many_quiet if quiet else self.store.complete_many,
+                    batch,
+                    self.now,
+                ),
+                lambda: (
+                    quiet_outcomes(self.model.complete_many(batch, self.now))
+                    if quiet
+                    else self.model.complete_many(batch, self.now)
+                ),
+            )
+            if isinstance(got[0][0], LeaseLost) and self._snapshot_item(item.id) != before:
+                raise _fail(f"invariant 3: {how} with stale {stale} changed the item")
+            return
+        report: tuple[Callable[[], Awaitable[Any]], Callable[[], Any]] = (
+            functools.partial(self.store.complete, stale, agent_id, self.now, "late"),
+            functools.partial(self.model.complete, stale, agent_id, self.now, "late"),
+        )
+        if how == "fail":
+            failure = Failure.permanent("Late")
+            report = (
+                functools.partial(self.store.fail, stale, agent_id, self.now, failure),
+                functools.partial(self.model.fail, stale, agent_id, self.now, failure),
+            )
+        self._holder_step(how, report[0], report[1], stale)
+
+    def _claimed(self) -> list[WorkItem]:
+        """The items the reference holds CLAIMED now."""
+        return self.model.query(WorkQuery(status=WorkStatus.CLAIMED, limit=10_000))
 
     def _holder_step(
         self,

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.anyio
 HISTORY = 2_000
 BATCH = 100
 CALLBACK_BACKLOG = 3_000
+BACKLOG = 20_000
+"""Pending items behind the history: with a few thousand the planner rightly reads the
+small queue whole; the plan that matters is the one of a real backlog."""
 DUE_NOW = 3
 
 
@@ -162,3 +165,79 @@ async def test_deliveries_in_backoff_are_not_read() -> None:
         taken = await store.callbacks_due(EPOCH + timedelta(seconds=1), 100)
         assert sorted(r.id for r in taken) == due
         assert all(r.item.callback_url == "http://127.0.0.1:9/hook" for r in taken)
+
+
+async def _plan_scans(statement: str, params: dict[str, Any]) -> set[tuple[str, str | None, str]]:
+    """(node type, index, relation) of every scan in the statement's plan (not run)."""
+    async with await connect() as conn:
+        cursor = await conn.execute("EXPLAIN (FORMAT JSON) " + statement, params)
+        row = await cursor.fetchone()
+    assert row is not None
+    plan = row[0] if isinstance(row[0], list) else json.loads(row[0])
+    return {
+        (n["Node Type"], n.get("Index Name"), n.get("Relation Name"))
+        for n in _nodes(plan[0]["Plan"])
+        if "Scan" in n["Node Type"]
+    }
+
+
+async def test_the_batch_path_reads_the_queue_and_log_by_index_after_a_long_history() -> None:
+    """claim_next reads the claim index, complete_many_quiet the primary key (never the
+    lease index), and submit (the statement a batch submit pipelines) finds an id in
+    the log by its primary key: none of them scans a table whose size is the history."""
+    new_id = SequentialIds(base=7_000_000)
+    async with fresh_postgres_store() as store:
+        agent = Agent(id=new_id(), name="a", registered_at=EPOCH)
+        await store.register_agent(agent)
+        await _history(store, agent, new_id)
+        await store.submit_many(_items(new_id, BACKLOG), "test", EPOCH)  # a backlog waits
+        async with await connect() as conn:
+            await conn.execute(f'ANALYZE "{store.schema}".work_queue')
+            await conn.execute(f'ANALYZE "{store.schema}".work_execution_log')
+
+        claim = await _plan_scans(
+            store.sql.claim_next,
+            {
+                "agent": agent.id,
+                "actor": f"agent:{agent.id}",
+                "now": EPOCH,
+                "types": ["noop"],
+                "limit": BATCH,
+            },
+        )
+        on_queue = {(kind, index) for kind, index, rel in claim if rel == "work_queue"}
+        # candidates from the claim index, the claimed rows updated by primary key
+        assert on_queue == {
+            ("Index Scan", "work_queue_claim"),
+            ("Index Scan", "work_queue_pkey"),
+        }, claim
+
+        claimed = await store.claim_next(agent.id, EPOCH, ["noop"], BATCH)
+        quiet = await _plan_scans(
+            store.sql.complete_many_quiet,
+            {
+                "ids": [i.id for i in claimed],
+                "attempts": [i.attempt for i in claimed],
+                "agents": [agent.id] * len(claimed),
+                "results": None,
+                "local_retries": [0] * len(claimed),
+                "now": EPOCH,
+            },
+        )
+        assert {index for _, index, rel in quiet if rel == "work_queue"} == {"work_queue_pkey"}, (
+            quiet
+        )
+
+        (item,) = _items(new_id, 1)
+        params = store._submit_params(item, await _target(store, item), "test", EPOCH)
+        submit = await _plan_scans(store.sql.submit, params)
+        assert not any(kind == "Seq Scan" for kind, _, _ in submit), submit
+        assert ("Index Only Scan", "work_execution_log_pkey", "work_execution_log") in submit or (
+            "Index Scan",
+            "work_execution_log_pkey",
+            "work_execution_log",
+        ) in submit, submit
+
+
+async def _target(store: PostgresStore, item: WorkItem) -> int:
+    return await store._target_id(item.targeting)
