@@ -9,14 +9,12 @@ raises ``ConfigError`` naming its source.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import attrs
 
-from workqueue_broker.config import ConfigError, Setting, parse_duration
+from workqueue_broker.config import ConfigError, Setting, merge_settings, parse_duration
 from workqueue_core.domain.limits import MAX_RESULT_BYTES, work_type_problem
 
 __all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
@@ -24,14 +22,6 @@ __all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_ADMIN_TOKEN_FILE = Path("workqueue-admin-token")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-
-
-def _as_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 def _seconds(low: float, high: float) -> Callable[[str], float]:
@@ -278,48 +268,15 @@ class AgentConfig:
         return None
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as error:
-        raise ConfigError(f"cannot read the config file {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"the config file {path} is not valid TOML: {error}") from None
-    table = data.get("agent", data)
-    if not isinstance(table, dict):
-        raise ConfigError(f"the config file {path}: [agent] must be a table")
-    return {str(k).replace("-", "_"): v for k, v in table.items() if k != "agent"}
-
-
 def load_agent_config(
     flags: Mapping[str, str | None],
     environ: Mapping[str, str],
     config_file: Path | None = None,
 ) -> AgentConfig:
     """Merge flags, then environment, then file, then defaults, and check them."""
-    if config_file is None and environ.get("WORKQUEUE_AGENT_CONFIG"):
-        config_file = Path(environ["WORKQUEUE_AGENT_CONFIG"])
-    from_file = _read_toml(config_file) if config_file is not None else {}
-    unknown = sorted(set(from_file) - set(AGENT_SETTINGS_BY_NAME))
-    if unknown:
-        raise ConfigError(f"the config file {config_file} has unknown settings: {unknown}")
-    values: dict[str, Any] = {}
-    for setting in AGENT_SETTINGS:
-        raw: object
-        flag_value = flags.get(setting.name)
-        if flag_value is not None:
-            raw, source = flag_value, setting.flag
-        elif environ.get(setting.env) is not None:
-            raw, source = environ[setting.env], setting.env
-        elif setting.name in from_file:
-            raw, source = from_file[setting.name], f"{setting.name} in {config_file}"
-        else:
-            continue
-        try:
-            values[setting.name] = setting.parse(_as_text(raw))
-        except ValueError as error:
-            raise ConfigError(f"{source}: {error}") from None
+    values = merge_settings(
+        AGENT_SETTINGS, flags, environ, config_file, "agent", "WORKQUEUE_AGENT_CONFIG"
+    )
     if "url" not in values and environ.get("WORKQUEUE_PORT"):
         # as the CLI: a broker started here on WORKQUEUE_PORT
         values["url"] = _url(f"http://127.0.0.1:{environ['WORKQUEUE_PORT'].strip()}")

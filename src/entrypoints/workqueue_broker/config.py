@@ -270,16 +270,17 @@ def merge_settings(
     environ: Mapping[str, str],
     config_file: Path | None,
     table: str,
+    config_env: str = ENV_PREFIX + "CONFIG",
 ) -> dict[str, Any]:
     """Each setting's parsed value from the first source that has it: flags, then
     environment, then the file's ``[table]``; settings no source names are left out.
 
-    ``config_file`` defaults to ``WORKQUEUE_CONFIG`` when that is set. A bad value raises
+    ``config_file`` defaults to the file ``config_env`` names. A bad value raises
     ``ConfigError`` naming its source; so does a setting the file has but ``settings``
     does not.
     """
-    if config_file is None and environ.get(ENV_PREFIX + "CONFIG"):
-        config_file = Path(environ[ENV_PREFIX + "CONFIG"])
+    if config_file is None and environ.get(config_env):
+        config_file = Path(environ[config_env])
     from_file = read_toml_table(config_file, table) if config_file is not None else {}
     known = {s.name for s in settings}
     unknown = sorted(set(from_file) - known)
