@@ -2,16 +2,17 @@
 
 ``python -m benchmarks.controller [--works N | --quick] [--concurrency C] [--output F]``
 
-Each system runs on a fresh fake server (``tests/support/kube``) in this process; the
-fake's simulated Job controller completes every Job at once. Reported per system: Works/s
-(first Work created → last Work terminal), API requests per Work from the fake's request
-log after the first Work was created (writes: create/update/patch/delete; reads:
-get/list; watches counted apart), and p50/p99 from the fake storing a Job's ``Complete``
-condition to it storing the Work's terminal phase. The anchor is a minimal kopf operator
-(``anchor_kopf``) in the same run; ``floor`` is the harness alone (the fake creating each
-Job and copying each outcome in-process, no controller, no HTTP): the ceiling of any
-system measured here. ``docs/benchmarks.md`` has what this measures and the
-latest results.
+Each system runs against a fresh fake server (``tests/support/kube``) in this process,
+as a process of its own (``_controller_process``; ``--in-process`` runs it on the fake's
+event loop instead); the fake's simulated Job controller completes every Job at once.
+Reported per system: Works/s (first Work created → last Work terminal), API requests per
+Work from the fake's request log after the first Work was created (writes:
+create/update/patch/delete; reads: get/list; watches counted apart), and p50/p99 from
+the fake storing a Job's ``Complete`` condition to it storing the Work's terminal phase.
+The anchor is a minimal kopf operator (``anchor_kopf``) in the same run; ``floor`` is
+the harness alone (the fake creating each Job and copying each outcome in-process, no
+controller, no HTTP): the ceiling of any system measured here. ``docs/benchmarks.md``
+has what this measures and the latest results.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import anyio
 
+from benchmarks._controller_process import spawned
 from benchmarks._env import machine
 from benchmarks._kube import READS, WRITES, ControllerResult, FakeKube, measure, run_floor
 
@@ -36,7 +38,7 @@ LIBRARIES = ("kopf", "kubernetes_asyncio", "aiohttp", "anyio", "workqueue")
 SYSTEMS = ("ours", "kopf", "floor")
 
 
-def ours_runner(concurrency: int) -> Any:
+def ours_runner(concurrency: int, status_delay: float = 1.0) -> Any:
     """Our ``WorkController`` with the ``job`` work type and a real kubernetes-asyncio
     client, run until the stop event."""
 
@@ -53,7 +55,9 @@ def ours_runner(concurrency: int) -> Any:
             controller = WorkController(
                 client,
                 WorkTypes([JobWorkType()]),
-                ControllerOptions(namespace="default", concurrency=concurrency),
+                ControllerOptions(
+                    namespace="default", concurrency=concurrency, status_delay=status_delay
+                ),
             )
             async with anyio.create_task_group() as tg:
                 await tg.start(controller.run)
@@ -151,16 +155,26 @@ async def run(args: argparse.Namespace) -> list[list[ControllerResult]]:
         for round_ in range(args.repeat):
             results: list[ControllerResult] = []
             for system in args.systems:
+                where = "in the fake's process" if args.in_process else "own process"
                 if system == "ours":
-                    runner = ours_runner(args.concurrency)
-                    settings = f"concurrency {args.concurrency}"
+                    options = ("--concurrency", str(args.concurrency))
+                    options += ("--status-delay", str(args.status_delay))
+                    runner = (
+                        ours_runner(args.concurrency, args.status_delay)
+                        if args.in_process
+                        else spawned("ours", *options)
+                    )
+                    settings = (
+                        f"concurrency {args.concurrency}, status delay {args.status_delay:g} s,"
+                        f" {where}"
+                    )
                 elif system == "floor":
                     runner, settings = run_floor, "no controller: the fake's own cost"
                 else:
                     from benchmarks.anchor_kopf import run_kopf
 
-                    runner = run_kopf
-                    settings = "kopf defaults, posting off"
+                    runner = run_kopf if args.in_process else spawned("kopf")
+                    settings = f"kopf defaults, posting off, {where}"
                 print(
                     f"round {round_ + 1}: {system} ({args.works} Works) …",
                     file=sys.stderr,
@@ -199,6 +213,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--concurrency", type=int, default=4, help="our reconcile workers (4, the default)"
     )
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the controllers on the fake's event loop (default: each in its own process)",
+    )
+    parser.add_argument(
+        "--status-delay",
+        type=float,
+        default=1.0,
+        help="our longest wait to write a running Work's progress (1.0, the default; 0: at once)",
+    )
+    parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {','.join(SYSTEMS)}"
     )
     parser.add_argument(
@@ -217,11 +242,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.works = 100
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(args.systems) - set(SYSTEMS)
-    if unknown or args.works < 1 or args.concurrency < 1 or args.repeat < 1:
+    if (
+        unknown
+        or args.works < 1
+        or args.concurrency < 1
+        or args.repeat < 1
+        or args.status_delay < 0
+    ):
         parser.error(
             f"unknown systems {sorted(unknown)}"
             if unknown
-            else "--works, --concurrency and --repeat ≥ 1"
+            else "--works, --concurrency and --repeat ≥ 1, --status-delay ≥ 0"
         )
     return args
 
@@ -260,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             **env,
             "works": args.works,
             "concurrency": args.concurrency,
+            "status_delay": args.status_delay,
+            "in_process": args.in_process,
             "rate": args.rate,
             "repeat": args.repeat,
             "results": [r.to_json() for r in results],

@@ -17,6 +17,22 @@ actions it returns, in order:
   again, with backoff, once the cache has caught up — never a blind overwrite);
 * a requeue after a delay (a retry's backoff, a claim timeout to check).
 
+The answer of every create and status write goes into the informer's cache at once
+(``Informer.remember``, client-go's mutation cache), so the next reconcile of the Work
+neither sends the version its own write replaced (a 409) nor creates again what it has
+just created.
+
+Progress is written at most every ``ControllerOptions.status_delay`` seconds (the Job
+controller batches its status updates the same way): a status that only reports a
+running instance's progress — phase Running, the same ``retries``, no retry scheduled —
+is held for up to that long, and the Work is reconciled from the cache as if it were
+written.  When the instance finishes within the delay, the terminal status replaces the
+held one and a short-lived Work costs one status write instead of two.  Anything else
+(a terminal phase, a retry scheduled, a status someone else changed) is written at once,
+and a held status is written before the delay ends if a decision needs it.  A held
+status lost with the process is a lost status write, which the reconcile already
+survives (the next decision writes it again from what it observes).
+
 A reconcile that raises is retried with per-key exponential backoff (the queue's rate
 limiter); a success forgets the key's failures. There is no polling loop: between events
 and requeues the controller waits.
@@ -29,6 +45,7 @@ process: both build it with a ``ClusterClient`` and a ``WorkTypes`` registry and
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,7 +68,7 @@ from workqueue_core.ports.cluster import (
     PropagationPolicy,
     ResourceKind,
 )
-from workqueue_core.ports.work_type import StopStep, WorkType
+from workqueue_core.ports.work_type import StopStep
 from workqueue_core.work.reconcile import (
     ApplyInstance,
     Decision,
@@ -63,7 +80,7 @@ from workqueue_core.work.reconcile import (
 )
 from workqueue_core.work.reconcile_labels import WORK_UID_LABEL, group_instances
 from workqueue_core.work.registry import WorkTypes
-from workqueue_core.work.resource import WorkResource
+from workqueue_core.work.resource import WorkPhase, WorkResource, WorkResourceStatus
 from workqueue_kubernetes.informer import (
     Backoff,
     CacheEvent,
@@ -104,6 +121,32 @@ class ControllerOptions:
     retry_policy: RetryPolicy = attrs.field(factory=RetryPolicy)
     watch_timeout: int = 300
     informer_backoff: Backoff = attrs.field(factory=Backoff)
+    status_delay: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    """Seconds a progress-only status may wait to be written (0: write every status at
+    once)."""
+
+
+@attrs.define
+class _Held:
+    """A progress status decided but not written yet (see the module's docstring)."""
+
+    status: WorkResourceStatus
+    base: object
+    """The cached ``status`` it was decided from: if the Work's status changes otherwise,
+    the held one is dropped and the Work decided afresh."""
+    since: float
+    """``time.monotonic()`` when the first held status was decided."""
+
+
+def _progress_only(status: WorkResourceStatus, current: WorkResourceStatus) -> bool:
+    """Whether writing ``status`` over ``current`` only reports a running instance's
+    progress (and may wait)."""
+    return (
+        status.phase is WorkPhase.RUNNING
+        and status.next_retry_time is None
+        and not current.phase.is_terminal
+        and status.retries == current.retries
+    )
 
 
 class _Refused(Exception):
@@ -164,6 +207,7 @@ class WorkController:
                 self._kinds[(kind.api_version, kind.kind)] = kind
         self._instances: dict[ResourceKind, Informer] = {}
         self._owned: dict[str, set[tuple[ResourceKind, str]]] = {}
+        self._held: dict[str, _Held] = {}
         for kind in self._kinds.values():
             informer = Informer(
                 client,
@@ -246,12 +290,19 @@ class WorkController:
         self.stats.reconciles += 1
         obj = self._works.get(key)
         if obj is None:
+            self._held.pop(key, None)
             return None  # deleted: its instances go with it (owner references)
         try:
             work = WorkResource.from_mapping(obj)
         except SpecError as error:
             log.warning("Work %s is not valid and is left alone: %s", key, error)
             return None
+        held = self._held.get(key)
+        if held is not None:
+            if held.base != obj.get("status"):
+                del self._held[key]  # the status changed otherwise: decide afresh
+            else:
+                work = attrs.evolve(work, status=held.status)
         work_type = self._work_types.get(work.spec.work_type)
         if work_type is None:
             log.warning(
@@ -266,12 +317,13 @@ class WorkController:
         policy = self._options.retry_policy
         decision = reconcile(work, observed, now, work_type, policy)
         try:
-            await self._perform(key, obj, work_type, decision)
+            await self._perform(key, obj, work, decision)
         except _Refused as refused:
             # The API server will never take this instance: it counts as failed.
             decision = apply_refused(work, observed, now, work_type, policy, refused.failure)
             log.warning("Work %s: the instance was refused (%s)", key, refused.failure.message)
-            await self._perform(key, obj, work_type, decision)
+            await self._perform(key, obj, work, decision)
+        await self._write_held_when_due(key, obj)
         return decision
 
     def _owned_objects(self, key: str) -> list[Mapping[str, Any]]:
@@ -283,20 +335,59 @@ class WorkController:
         return objects
 
     async def _perform(
-        self, key: str, work: Mapping[str, Any], work_type: WorkType, decision: Decision
+        self, key: str, obj: Mapping[str, Any], work: WorkResource, decision: Decision
     ) -> None:
-        namespace = (work.get("metadata") or {}).get("namespace")
+        """Perform ``decision``, made for ``work`` (``obj`` as cached, with the held
+        status if there is one)."""
+        namespace = work.metadata.namespace
         for action in decision.actions:
             if isinstance(action, StopInstance):
                 for step in action.steps:
                     await self._stop(step, namespace)
             elif isinstance(action, ApplyInstance):
-                for obj in action.objects:
-                    await self._create(obj, namespace)
+                for instance in action.objects:
+                    await self._create(instance, namespace)
             elif isinstance(action, WriteStatus):
-                await self._write_status(work, action)
+                if not self._hold(key, obj, work.status, action.status):
+                    await self._write_status(key, obj, action.status)
             elif isinstance(action, Requeue):
                 self.queue.add_after(key, max(action.after, timedelta(0)).total_seconds())
+
+    def _hold(
+        self,
+        key: str,
+        obj: Mapping[str, Any],
+        current: WorkResourceStatus,
+        status: WorkResourceStatus,
+    ) -> bool:
+        """Hold ``status`` instead of writing it, if it may wait; True when held."""
+        delay = self._options.status_delay
+        if delay <= 0 or not _progress_only(status, current):
+            return False
+        now = time.monotonic()
+        held = self._held.get(key)
+        if held is None:
+            self._held[key] = _Held(status, obj.get("status"), now)
+            self.stats.status_writes_held += 1
+            return True
+        if now - held.since >= delay:
+            return False
+        held.status = status
+        return True
+
+    async def _write_held_when_due(self, key: str, obj: Mapping[str, Any]) -> None:
+        """Write the held status once its delay has passed, else reconcile again then.
+
+        Called after every reconcile: an event's immediate ``add`` cancels a delayed
+        one, so each reconcile arms the key's delay anew."""
+        held = self._held.get(key)
+        if held is None:
+            return
+        remaining = self._options.status_delay - (time.monotonic() - held.since)
+        if remaining > 0:
+            self.queue.add_after(key, remaining)
+            return
+        await self._write_status(key, obj, held.status)
 
     async def _stop(self, step: StopStep, namespace: str | None) -> None:
         try:
@@ -323,7 +414,7 @@ class WorkController:
                 " among its kinds"
             )
         try:
-            await self._client.create(kind, obj, namespace=namespace)
+            created = await self._client.create(kind, obj, namespace=namespace)
         except AlreadyExists:
             return
         except ClusterError as error:
@@ -332,38 +423,53 @@ class WorkController:
                 raise
             raise _Refused(refused) from error
         self.stats.created += 1
+        labels = (created.get("metadata") or {}).get("labels") or {}
+        if WORK_UID_LABEL in labels:  # what the instance informer selects, and so watches
+            event = self._instances[kind].remember(created)
+            if event is not None:
+                self._index_instance(kind, event)
 
-    async def _write_status(self, work: Mapping[str, Any], action: WriteStatus) -> None:
-        metadata = dict(work.get("metadata") or {})
-        if action.resource_version is not None:
-            metadata["resourceVersion"] = action.resource_version
-        body = {**work, "metadata": metadata, "status": action.status.to_mapping()}
-        await self._client.replace_status(WORKS, body, namespace=metadata.get("namespace"))
+    async def _write_status(
+        self, key: str, obj: Mapping[str, Any], status: WorkResourceStatus
+    ) -> None:
+        """Write ``status`` over the cached Work ``obj`` (sending its version)."""
+        body = {**obj, "status": status.to_mapping()}
+        namespace = (obj.get("metadata") or {}).get("namespace")
+        written = await self._client.replace_status(WORKS, body, namespace=namespace)
+        self._held.pop(key, None)
+        self._works.remember(written)
         self.stats.status_writes += 1
-        if action.status.phase.is_terminal:
-            self.stats.outcomes[action.status.phase.value] += 1
+        if status.phase.is_terminal:
+            self.stats.outcomes[status.phase.value] += 1
 
     # --- informer handlers ----------------------------------------------------------
 
     def _on_work(self, event: CacheEvent) -> None:
         if event.type is CacheEventType.DELETED:
             self._owned.pop(event.key, None)
+            self._held.pop(event.key, None)
         self.queue.add(event.key)
+
+    def _index_instance(self, kind: ResourceKind, event: CacheEvent) -> str | None:
+        """Record which Work controls the object of ``event``; that Work's key."""
+        owner = controller_owner_key(event.object, WORKS)
+        if owner is None:
+            return None
+        entry = (kind, event.key)
+        if event.type is CacheEventType.DELETED:
+            owned = self._owned.get(owner)
+            if owned is not None:
+                owned.discard(entry)
+                if not owned:
+                    del self._owned[owner]
+        else:
+            self._owned.setdefault(owner, set()).add(entry)
+        return owner
 
     def _on_instance(self, kind: ResourceKind) -> Callable[[CacheEvent], None]:
         def handle(event: CacheEvent) -> None:
-            owner = controller_owner_key(event.object, WORKS)
-            if owner is None:
-                return
-            entry = (kind, event.key)
-            if event.type is CacheEventType.DELETED:
-                owned = self._owned.get(owner)
-                if owned is not None:
-                    owned.discard(entry)
-                    if not owned:
-                        del self._owned[owner]
-            else:
-                self._owned.setdefault(owner, set()).add(entry)
-            self.queue.add(owner)
+            owner = self._index_instance(kind, event)
+            if owner is not None:
+                self.queue.add(owner)
 
         return handle

@@ -14,6 +14,16 @@ every change of the cache, on the event loop, in order:
 Events are deduplicated by ``resourceVersion``: an object event whose version equals the
 cached one is dropped, so a resumed watch never repeats a change to the handlers.  There
 is no polling: between events the informer waits on the watch stream.
+
+``remember`` is client-go's mutation cache: the answer of the process's own write goes
+into the cache at once, so the next reconcile reads what was just written instead of a
+state one watch round trip old (whose ``resourceVersion`` a status write would send,
+to be answered 409).  The handlers do not hear it: the caller knows what it wrote, and
+the watch's echo of the write carries the same version, so it is dropped too.  A watch
+event older than the cached object (an event from before a remembered write) updates
+only the informer's version, never the cache.  Versions are compared as the integers
+every Kubernetes API server (etcd) issues; when either is not an integer the newer
+state cannot be told, and the watch's event wins.
 """
 
 from __future__ import annotations
@@ -81,6 +91,25 @@ class Backoff:
         return float(min(self.maximum, self.initial * self.factor ** max(0, failures - 1)))
 
 
+def _version(obj: Mapping[str, Any]) -> int | None:
+    text = resource_version_of(obj)
+    return int(text) if text.isdigit() else None
+
+
+def _later(obj: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is known to be a later state than ``other`` (integer versions)."""
+    version, known = _version(obj), _version(other)
+    return version is not None and known is not None and version > known
+
+
+def _newer(obj: Mapping[str, Any], cached: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` should replace ``cached`` (see the module's docstring)."""
+    version, known = _version(obj), _version(cached)
+    if version is None or known is None:
+        return resource_version_of(obj) != resource_version_of(cached)
+    return version > known
+
+
 def owner_keys(
     obj: Mapping[str, Any], owner: ResourceKind, *, controller_only: bool = False
 ) -> list[str]:
@@ -143,6 +172,18 @@ class Informer:
     async def wait_synced(self) -> None:
         """Wait for the first list (bound it with ``anyio.fail_after``)."""
         await self._synced.wait()
+
+    def remember(self, obj: Mapping[str, Any]) -> CacheEvent | None:
+        """Put the answer of this process's own write into the cache, unless the cache
+        already holds that version or a newer one; the change made, without notifying."""
+        key = object_key(obj)
+        old = self._cache.get(key)
+        if old is not None and not _newer(obj, old):
+            return None
+        self._cache[key] = obj
+        if old is None:
+            return CacheEvent(CacheEventType.ADDED, key, obj)
+        return CacheEvent(CacheEventType.MODIFIED, key, obj, old)
 
     def get(self, key: str) -> Mapping[str, Any] | None:
         """The cached object with this ``namespace/name`` key."""
@@ -246,13 +287,13 @@ class Informer:
         key = object_key(obj)
         old = self._cache.get(key)
         if kind is WatchEventType.DELETED:
-            if old is None:
-                return
+            if old is None or _later(old, obj):
+                return  # gone already, or what is cached was created again since
             del self._cache[key]
             self._notify(CacheEvent(CacheEventType.DELETED, key, obj, old))
             return
-        if old is not None and resource_version_of(old) == resource_version_of(obj):
-            return  # already seen (a replay after resuming): nothing changed
+        if old is not None and not _newer(obj, old):
+            return  # already seen (a replay after resuming, an own write's echo)
         self._cache[key] = obj
         if old is None:
             self._notify(CacheEvent(CacheEventType.ADDED, key, obj))

@@ -28,6 +28,9 @@ class ControllerStats:
     """Instance objects created."""
     status_writes: int = 0
     """Status writes that were stored."""
+    status_writes_held: int = 0
+    """Progress statuses held back (``ControllerOptions.status_delay``); each is written
+    later unless a newer status replaced it first."""
     stops: int = 0
     """Stop steps (deletes or patches of instance objects) performed."""
     outcomes: Counter[str] = attrs.field(factory=Counter)

@@ -56,6 +56,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("context", _name, "kubeconfig context (default: its current context)", "NAME"),
     Setting("namespace", _namespace, "namespace to watch; '*' for all (default: all)", "NAME"),
     Setting("concurrency", _int_between(1, 256), "Works reconciled at once (default 4)", "N"),
+    Setting(
+        "status_delay",
+        _seconds(0, 60),
+        "longest wait to write a running Work's progress; 0 writes at once (default 1s)",
+        "DURATION",
+    ),
     Setting("leader_elect", _boolean, "elect a leader on a Lease (default true)", "BOOL"),
     Setting("lease_name", _name, "the Lease's name (default workqueue-controller)", "NAME"),
     Setting(
@@ -106,6 +112,7 @@ class ControllerConfig:
     context: str | None = None
     namespace: str | None = None
     concurrency: int = 4
+    status_delay: float = 1.0
     leader_elect: bool = True
     lease_name: str = "workqueue-controller"
     lease_namespace: str | None = None

@@ -56,6 +56,11 @@ class ControllerCollector(Collector):
             ("conflicts", "Writes refused with 409 Conflict (stale cache).", stats.conflicts),
             ("instances_created", "Instance objects created.", stats.created),
             ("status_writes", "Work status writes stored.", stats.status_writes),
+            (
+                "status_writes_held",
+                "Progress statuses held back to be written later or replaced.",
+                stats.status_writes_held,
+            ),
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(f"workqueue_controller_{name}", doc, value=value)

@@ -50,6 +50,7 @@ def _options(config: ControllerConfig) -> ControllerOptions:
     return ControllerOptions(
         namespace=config.namespace,
         concurrency=config.concurrency,
+        status_delay=config.status_delay,
         retry_policy=RetryPolicy(
             base_delay=config.retry_base_delay,
             max_delay=max(config.retry_max_delay, config.retry_base_delay),

@@ -161,7 +161,7 @@ async def test_a_spec_change_is_observed(fake_kube: FakeKube, kubeconfig: Path) 
                 assert work is not None
                 if (
                     work["metadata"]["generation"] == 2
-                    and work["status"].get("observedGeneration") == 2
+                    and (work.get("status") or {}).get("observedGeneration") == 2
                 ):
                     break
                 await anyio.sleep(0.02)

@@ -268,3 +268,59 @@ async def test_owner_lookup_enqueues_the_owning_work(
         await eventually(completed)
     assert set(queue) == {"default/w"}
     assert len(queue) >= 3  # created, started, success criteria met, complete
+
+
+async def test_an_own_write_is_cached_at_once_and_its_echo_is_not_an_event(
+    cluster: KubernetesClusterClient, fake_kube: FakeKube
+) -> None:
+    recorder = Recorder()
+    informer = Informer(cluster, WORKS, namespace=NS, backoff=FAST)
+    informer.add_handler(recorder)
+    async with running(informer):
+        created = await cluster.create(WORKS, work("w"))
+        await eventually(lambda: informer.get("default/w") is not None)
+        written = await cluster.replace_status(
+            WORKS, {**created, "status": {"phase": "Running"}}, namespace=NS
+        )
+        event = informer.remember(written)
+        assert event is not None and event.type.value == "MODIFIED"
+        assert event.old is not None
+        assert event.old["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+        # Read back at once, before the watch has delivered the write.
+        assert informer.get("default/w") is written
+        version = int(written["metadata"]["resourceVersion"])
+        await eventually(lambda: int(informer.resource_version) >= version)
+        # Remembering the same version again changes nothing.
+        assert informer.remember(written) is None
+        # The watch's echo of the write carried the remembered version: no handler call.
+        assert recorder.seen() == [("ADDED", "default/w")]
+        # A later change by someone else is an event as before.
+        await cluster.merge_patch(WORKS, "w", {"metadata": {"labels": {"x": "1"}}}, namespace=NS)
+        await eventually(lambda: len(recorder.events) == 2)
+    assert recorder.seen() == [("ADDED", "default/w"), ("MODIFIED", "default/w")]
+
+
+async def test_a_watch_event_older_than_a_remembered_write_does_not_replace_it(
+    cluster: KubernetesClusterClient, fake_kube: FakeKube
+) -> None:
+    recorder = Recorder()
+    informer = Informer(cluster, WORKS, namespace=NS, backoff=FAST)
+    informer.add_handler(recorder)
+    async with running(informer):
+        created = await cluster.create(WORKS, work("w"))
+        await eventually(lambda: informer.get("default/w") is not None)
+        # A write whose answer is ahead of every version the server has issued so far
+        # stands for a write whose watch event is still on its way.
+        ahead = str(fake_kube.resource_version + 1000)
+        remembered = {**created, "metadata": {**created["metadata"], "resourceVersion": ahead}}
+        assert informer.remember(remembered) is not None
+        await cluster.merge_patch(WORKS, "w", {"metadata": {"labels": {"x": "1"}}}, namespace=NS)
+        patched_version = fake_kube.resource_version
+        await eventually(lambda: int(informer.resource_version) >= patched_version)
+        assert informer.get("default/w") is remembered
+        assert recorder.seen() == [("ADDED", "default/w")]
+        # An older DELETED event does not remove what was remembered later either.
+        await cluster.delete(WORKS, "w", namespace=NS)
+        deleted_version = fake_kube.resource_version
+        await eventually(lambda: int(informer.resource_version) >= deleted_version)
+        assert informer.get("default/w") is remembered
