@@ -8,13 +8,14 @@ condition into its Work's status (one merge patch of ``/status``: ``phase``,
 ``Running`` phase, no spec changes: only the happy path the benchmark drives, which makes
 the anchor do less than ours.
 
-kopf runs in-process (``kopf.operator``) on the same event loop as the fake server, like
-ours; standalone (no peering), namespace-scoped; login by a ``@kopf.on.login`` handler
-returning the fake's address and token. Its defaults are kept except posting of
-Kubernetes Events (disabled: it would add a create per handler run, which ours does not
-do either) and its own log output (quietened). kopf's state bookkeeping is its default:
-annotations on the Work (``kopf.zalando.org/last-handled-configuration``) and progress
-in annotations/``status.kopf``.
+kopf runs as ``kopf.operator`` (in a process of its own by default, like ours, or on the
+fake's event loop with ``--in-process``); standalone (no peering), namespace-scoped;
+login by a ``@kopf.on.login`` handler returning the fake's address and token. Its
+defaults are kept except posting of Kubernetes Events (disabled: it would add a create
+per handler run, which ours does not do either) and its own log output (quietened).
+kopf's state bookkeeping is its default: annotations on the Work
+(``kopf.zalando.org/last-handled-configuration``) and progress in
+annotations/``status.kopf``.
 """
 
 from __future__ import annotations
@@ -145,9 +146,16 @@ async def run_kopf(
     fake: FakeKube, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
 ) -> None:
     """Run the operator against ``fake`` until ``stop``; ``ready`` once kopf is up."""
+    await run_kopf_at(fake.url, kubeconfig, ready, stop)
+
+
+async def run_kopf_at(
+    url: str, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    """Run the operator against the API server at ``url`` until ``stop``."""
     logging.getLogger("kopf").setLevel(logging.ERROR)
     await kopf.operator(
-        registry=build_registry(kubeconfig, fake.url, "default"),
+        registry=build_registry(kubeconfig, url, "default"),
         settings=settings(),
         standalone=True,
         namespaces=["default"],

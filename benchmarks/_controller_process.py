@@ -1,0 +1,116 @@
+"""A controller under test in a process of its own, as it runs against a real cluster.
+
+``python -m benchmarks._controller_process SYSTEM --kubeconfig F --url U [--concurrency C]
+[--status-delay D]`` runs ``ours`` (the ``WorkController``) or ``kopf`` (the anchor)
+against the API server at ``U`` until SIGTERM, and prints ``ready`` on its own line once
+the controller watches. ``spawned`` is the benchmark's side: a runner that starts this
+process, waits for ``ready`` and stops it with SIGTERM.
+
+A real API server never shares the controller's CPU; with the fake in the controller's
+event loop, the fake's own cost (validation, watch fan-out, the simulated Job
+controller) is counted against every system and squeezes their differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks._kube import FakeKube, Runner
+
+
+def spawned(system: str, *options: str) -> Runner:
+    """A runner that runs ``system`` in a child process against the fake's address."""
+
+    async def run(
+        fake: FakeKube, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
+    ) -> None:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "benchmarks._controller_process",
+            system,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--url",
+            fake.url,
+            *options,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert child.stdout is not None
+        try:
+            while (line := await child.stdout.readline()).strip() != b"ready":
+                if not line:
+                    raise RuntimeError(f"the {system} process ended before it was ready")
+            ready.set()
+            await stop.wait()
+        finally:
+            if child.returncode is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(child.wait(), 20)
+                except TimeoutError:
+                    child.kill()
+                    await child.wait()
+
+    return run
+
+
+async def _ours(args: argparse.Namespace, ready: asyncio.Event, stop: asyncio.Event) -> None:
+    import anyio
+
+    from workqueue_core.work.registry import WorkTypes
+    from workqueue_kubernetes import load_configuration, open_cluster_client
+    from workqueue_kubernetes.controller import ControllerOptions, WorkController
+    from workqueue_kubernetes.job import JobWorkType
+
+    configuration = await load_configuration(str(args.kubeconfig), "fake", in_cluster=False)
+    async with open_cluster_client(configuration) as client:
+        options = ControllerOptions(
+            namespace="default", concurrency=args.concurrency, status_delay=args.status_delay
+        )
+        controller = WorkController(client, WorkTypes([JobWorkType()]), options)
+        async with anyio.create_task_group() as tg:
+            await tg.start(controller.run)
+            ready.set()
+            await stop.wait()
+            tg.cancel_scope.cancel()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    ready, stop = asyncio.Event(), asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    if args.system == "ours":
+        task = asyncio.create_task(_ours(args, ready, stop))
+    else:
+        from benchmarks.anchor_kopf import run_kopf_at
+
+        task = asyncio.create_task(run_kopf_at(args.url, args.kubeconfig, ready, stop))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    if ready.is_set():
+        print("ready", flush=True)
+    await task
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._controller_process")
+    parser.add_argument("system", choices=("ours", "kopf"))
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--status-delay", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    asyncio.run(_main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
