@@ -2,9 +2,11 @@
 
 ``python -m benchmarks._controller_process SYSTEM --kubeconfig F --url U [--concurrency C]
 [--status-delay D]`` runs ``ours`` (the ``WorkController``) or ``kopf`` (the anchor)
-against the API server at ``U`` until SIGTERM, and prints ``ready`` on its own line once
-the controller watches. ``spawned`` is the benchmark's side: a runner that starts this
-process, waits for ``ready`` and stops it with SIGTERM.
+against the API server at ``U`` until SIGTERM, prints ``ready`` on its own line once the
+controller watches, and at the end ``cpu S``: the CPU seconds the process spent from
+ready to stop (``time.process_time``), the controller's own cost. ``spawned`` is the
+benchmark's side: a runner that starts this process, waits for ``ready`` and stops it
+with SIGTERM.
 
 A real API server never shares the controller's CPU; with the fake in the controller's
 event loop, the fake's own cost (validation, watch fan-out, the simulated Job
@@ -18,28 +20,36 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks._kube import FakeKube, Runner
+from benchmarks._kube import FakeKube
 
 
-def spawned(system: str, *options: str) -> Runner:
-    """A runner that runs ``system`` in a child process against the fake's address."""
+class SpawnedRunner:
+    """A runner that runs ``system`` in a child process against the fake's address;
+    ``cpu_seconds`` is what the last run's process reported (None if it did not)."""
 
-    async def run(
-        fake: FakeKube, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
+    def __init__(self, system: str, options: Sequence[str]) -> None:
+        self.system = system
+        self.options = tuple(options)
+        self.cpu_seconds: float | None = None
+
+    async def __call__(
+        self, fake: FakeKube, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
     ) -> None:
+        self.cpu_seconds = None
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "benchmarks._controller_process",
-            system,
+            self.system,
             "--kubeconfig",
             str(kubeconfig),
             "--url",
             fake.url,
-            *options,
+            *self.options,
             stdout=asyncio.subprocess.PIPE,
             cwd=Path(__file__).resolve().parents[1],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -48,19 +58,27 @@ def spawned(system: str, *options: str) -> Runner:
         try:
             while (line := await child.stdout.readline()).strip() != b"ready":
                 if not line:
-                    raise RuntimeError(f"the {system} process ended before it was ready")
+                    raise RuntimeError(f"the {self.system} process ended before it was ready")
             ready.set()
             await stop.wait()
         finally:
             if child.returncode is None:
                 child.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(child.wait(), 20)
-                except TimeoutError:
-                    child.kill()
-                    await child.wait()
+            try:
+                rest = await asyncio.wait_for(child.stdout.read(), 20)
+                await asyncio.wait_for(child.wait(), 20)
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+                rest = b""
+        for line in rest.splitlines():
+            if line.startswith(b"cpu "):
+                self.cpu_seconds = float(line.split()[1])
 
-    return run
+
+def spawned(system: str, *options: str) -> SpawnedRunner:
+    """A runner that runs ``system`` in a child process against the fake's address."""
+    return SpawnedRunner(system, options)
 
 
 async def _ours(args: argparse.Namespace, ready: asyncio.Event, stop: asyncio.Event) -> None:
@@ -97,6 +115,9 @@ async def _main(args: argparse.Namespace) -> None:
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     if ready.is_set():
         print("ready", flush=True)
+    started = time.process_time()
+    await stop.wait()
+    print(f"cpu {time.process_time() - started:.3f}", flush=True)
     await task
 
 
@@ -107,8 +128,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--status-delay", type=float, default=1.0)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the run here")
     args = parser.parse_args(argv)
-    asyncio.run(_main(args))
+    if args.profile is None:
+        asyncio.run(_main(args))
+        return 0
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(_main(args))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
     return 0
 
 

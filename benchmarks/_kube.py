@@ -152,6 +152,14 @@ class ControllerResult:
     """Works whose stored status is Succeeded when the run ended (read from the fake)."""
     jobs: int = 0
     """Jobs in the fake when the run ended (one per Work is right)."""
+    cpu_seconds: float | None = None
+    """CPU the controller's own process spent from ready to stop (None in-process)."""
+
+    @property
+    def cpu_ms_per_work(self) -> float | None:
+        if self.cpu_seconds is None or not self.works:
+            return None
+        return self.cpu_seconds * 1000 / self.works
 
     @property
     def works_per_second(self) -> float:
@@ -183,6 +191,7 @@ class ControllerResult:
             "jobs": self.jobs,
             "seconds": self.seconds,
             "works_per_second": self.works_per_second,
+            "cpu_ms_per_work": self.cpu_ms_per_work,
             "writes_per_work": self.per_work(WRITES),
             "reads_per_work": self.per_work(READS),
             "watches": self.requests.watches if self.requests else None,

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import attrs
 
-from benchmarks._controller_process import spawned
+from benchmarks._controller_process import SpawnedRunner, spawned
 from benchmarks._env import machine
 from benchmarks._kube import READS, WRITES, ControllerResult, FakeKube, measure, run_floor
 
@@ -85,14 +86,15 @@ def _ms(seconds: float) -> str:
 def table(results: Sequence[ControllerResult]) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| system | Works | Succeeded | Works/s | writes/Work | reads/Work | watches"
-        " | p50 ms | p99 ms | settings |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| system | Works | Succeeded | Works/s | CPU ms/Work | writes/Work | reads/Work"
+        " | watches | p50 ms | p99 ms | settings |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         watches = r.requests.watches if r.requests else 0
+        cpu = "–" if r.cpu_ms_per_work is None else f"{r.cpu_ms_per_work:.2f}"
         lines.append(
-            f"| {r.system} | {r.works} | {r.succeeded} | {r.works_per_second:.1f}"
+            f"| {r.system} | {r.works} | {r.succeeded} | {r.works_per_second:.1f} | {cpu}"
             f" | {r.per_work(WRITES):.2f} | {r.per_work(READS):.2f} | {watches}"
             f" | {_ms(r.percentile(50))} | {_ms(r.percentile(99))} | {r.settings} |"
         )
@@ -138,6 +140,8 @@ def ratios(results: Sequence[ControllerResult]) -> dict[str, Any]:
         kopf_total = kopf.per_work(WRITES) + kopf.per_work(READS)
         found["requests_per_work_ours_over_kopf"] = ours_total / kopf_total if kopf_total else None
         found["target_fewer_requests"] = ours_total < kopf_total
+        if ours.cpu_ms_per_work and kopf.cpu_ms_per_work:
+            found["cpu_per_work_kopf_over_ours"] = kopf.cpu_ms_per_work / ours.cpu_ms_per_work
     floor = by_name.get("floor")
     if floor is not None and floor.complete and floor.works_per_second:
         for system in (ours, kopf):
@@ -146,6 +150,11 @@ def ratios(results: Sequence[ControllerResult]) -> dict[str, Any]:
                     system.works_per_second / floor.works_per_second
                 )
     return found
+
+
+def _profile(args: argparse.Namespace, system: str) -> tuple[str, ...]:
+    """The child's ``--profile`` option: ``DIR/<system>.prof`` (the last round's)."""
+    return () if args.profile is None else ("--profile", str(args.profile / f"{system}.prof"))
 
 
 async def run(args: argparse.Namespace) -> list[list[ControllerResult]]:
@@ -157,8 +166,9 @@ async def run(args: argparse.Namespace) -> list[list[ControllerResult]]:
             for system in args.systems:
                 where = "in the fake's process" if args.in_process else "own process"
                 if system == "ours":
-                    options = ("--concurrency", str(args.concurrency))
+                    options: tuple[str, ...] = ("--concurrency", str(args.concurrency))
                     options += ("--status-delay", str(args.status_delay))
+                    options += _profile(args, system)
                     runner = (
                         ours_runner(args.concurrency, args.status_delay)
                         if args.in_process
@@ -173,24 +183,27 @@ async def run(args: argparse.Namespace) -> list[list[ControllerResult]]:
                 else:
                     from benchmarks.anchor_kopf import run_kopf
 
-                    runner = run_kopf if args.in_process else spawned("kopf")
+                    runner = (
+                        run_kopf if args.in_process else spawned("kopf", *_profile(args, system))
+                    )
                     settings = f"kopf defaults, posting off, {where}"
                 print(
                     f"round {round_ + 1}: {system} ({args.works} Works) …",
                     file=sys.stderr,
                     flush=True,
                 )
-                results.append(
-                    await measure(
-                        system,
-                        runner,
-                        args.works,
-                        Path(tmp),
-                        settings=settings,
-                        timeout=args.timeout,
-                        rate=args.rate,
-                    )
+                result = await measure(
+                    system,
+                    runner,
+                    args.works,
+                    Path(tmp),
+                    settings=settings,
+                    timeout=args.timeout,
+                    rate=args.rate,
                 )
+                if isinstance(runner, SpawnedRunner):
+                    result = attrs.evolve(result, cpu_seconds=runner.cpu_seconds)
+                results.append(result)
             rounds.append(results)
     return rounds
 
@@ -218,6 +231,11 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run the controllers on the fake's event loop (default: each in its own process)",
     )
     parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a cProfile of each controller process to DIR/<system>.prof",
+    )
+    parser.add_argument(
         "--status-delay",
         type=float,
         default=1.0,
@@ -241,6 +259,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick and "--works" not in (argv if argv is not None else sys.argv):
         args.works = 100
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if args.profile is not None:
+        if args.in_process:
+            parser.error("--profile profiles the controller processes: not with --in-process")
+        args.profile.mkdir(parents=True, exist_ok=True)
     unknown = set(args.systems) - set(SYSTEMS)
     if (
         unknown

@@ -101,3 +101,19 @@ def test_delays_must_be_positive_and_ordered() -> None:
         KeyQueue(base_delay=0)
     with pytest.raises(ValueError, match="base_delay"):
         KeyQueue(base_delay=2, max_delay=1)
+
+
+async def test_a_cancelled_delay_never_comes_and_a_new_one_does() -> None:
+    queue = KeyQueue()
+    queue.add_after("ns/a", 0.01)
+    queue.add_after("ns/b", 0.02)
+    queue.cancel_delayed("ns/a")
+    queue.cancel_delayed("ns/missing")  # nothing to cancel: nothing happens
+    assert queue.delayed == 1
+    with anyio.fail_after(5):
+        assert await queue.get() == "ns/b"
+    queue.done("ns/b")
+    assert await nothing_within(queue)
+    queue.add_after("ns/a", 0.01)  # the cancelled key can be delayed again
+    with anyio.fail_after(5):
+        assert await queue.get() == "ns/a"

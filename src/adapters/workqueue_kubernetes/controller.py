@@ -208,6 +208,7 @@ class WorkController:
         self._instances: dict[ResourceKind, Informer] = {}
         self._owned: dict[str, set[tuple[ResourceKind, str]]] = {}
         self._held: dict[str, _Held] = {}
+        self._parsed: dict[str, tuple[Mapping[str, Any], WorkResource]] = {}
         for kind in self._kinds.values():
             informer = Informer(
                 client,
@@ -291,12 +292,18 @@ class WorkController:
         obj = self._works.get(key)
         if obj is None:
             self._held.pop(key, None)
+            self._parsed.pop(key, None)
             return None  # deleted: its instances go with it (owner references)
-        try:
-            work = WorkResource.from_mapping(obj)
-        except SpecError as error:
-            log.warning("Work %s is not valid and is left alone: %s", key, error)
-            return None
+        parsed = self._parsed.get(key)
+        if parsed is not None and parsed[0] is obj:
+            work = parsed[1]  # the cache replaces an object on every change
+        else:
+            try:
+                work = WorkResource.from_mapping(obj)
+            except SpecError as error:
+                log.warning("Work %s is not valid and is left alone: %s", key, error)
+                return None
+            self._parsed[key] = (obj, work)
         held = self._held.get(key)
         if held is not None:
             if held.base != obj.get("status"):
@@ -349,7 +356,12 @@ class WorkController:
                     await self._create(instance, namespace)
             elif isinstance(action, WriteStatus):
                 if not self._hold(key, obj, work.status, action.status):
+                    held = key in self._held
                     await self._write_status(key, obj, action.status)
+                    if held:
+                        # The held status's wake-up is moot; a requeue of this decision
+                        # comes after the write and arms the key again.
+                        self.queue.cancel_delayed(key)
             elif isinstance(action, Requeue):
                 self.queue.add_after(key, max(action.after, timedelta(0)).total_seconds())
 
@@ -448,6 +460,7 @@ class WorkController:
         if event.type is CacheEventType.DELETED:
             self._owned.pop(event.key, None)
             self._held.pop(event.key, None)
+            self._parsed.pop(event.key, None)
         self.queue.add(event.key)
 
     def _index_instance(self, kind: ResourceKind, event: CacheEvent) -> str | None:

@@ -92,6 +92,10 @@ class KeyQueue:
         heapq.heappush(self._delayed, (due, self._sequence, key))
         self._wake()
 
+    def cancel_delayed(self, key: str) -> None:
+        """Forget ``key``'s delayed add, if any (an immediate add stays queued)."""
+        self._due.pop(key, None)
+
     def add_rate_limited(self, key: str) -> float:
         """Queue ``key`` after a delay that doubles with each failure since ``forget``."""
         failures = self._failures.get(key, 0)

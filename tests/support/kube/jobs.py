@@ -162,7 +162,9 @@ class JobController:
         updated["status"] = merged
         jobs = self.server.resource("jobs", "batch")
         try:
-            self.server.write_object(jobs, namespace, name, updated, subresource="status")
+            self.server.write_object(
+                jobs, namespace, name, updated, subresource="status", validate=False
+            )
         except ApiError:
             return False
         return True
