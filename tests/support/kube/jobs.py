@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -149,10 +148,10 @@ class JobController:
 
     async def _write_status(self, job: dict[str, Any], status: dict[str, Any]) -> bool:
         namespace, name = job["metadata"].get("namespace"), job["metadata"]["name"]
-        current = self.server.get("jobs", namespace, name)
+        current = self.server.stored("jobs", namespace, name)
         if current is None or current["metadata"]["uid"] != job["metadata"]["uid"]:
             return False
-        updated = copy.deepcopy(current)
+        updated = {**current, "metadata": dict(current["metadata"])}  # write_object copies
         merged = dict(current.get("status") or {})
         conditions = list(merged.get("conditions") or [])
         conditions.extend(status.pop("conditions", []))

@@ -248,7 +248,7 @@ class FakeKube:
         self._rv = itertools.count(1)
         self._last_rv = 0
         self._history: list[
-            tuple[int, tuple[str, str], str, dict[str, Any] | None, dict[str, Any]]
+            tuple[int, tuple[str, str], str, Mapping[str, Any] | None, dict[str, Any]]
         ] = []
         self._compacted = 0
         self._watchers: set[_Watcher] = set()
@@ -451,9 +451,14 @@ class FakeKube:
 
     def get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         """A deep copy of a stored object, or None."""
+        obj = self.stored(plural, namespace, name)
+        return copy.deepcopy(dict(obj)) if obj is not None else None
+
+    def stored(self, plural: str, namespace: str | None, name: str) -> Mapping[str, Any] | None:
+        """The stored object itself, or None: read it, never change it (the fake's own
+        simulated controllers use it to save a copy)."""
         resource = self.resource(plural)
-        obj = self._objects.get((resource.key, namespace, name))
-        return copy.deepcopy(obj) if obj is not None else None
+        return self._objects.get((resource.key, namespace, name))
 
     def objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
         """Deep copies of the stored objects of one resource (optionally one namespace)."""
@@ -686,7 +691,9 @@ class FakeKube:
                 f"the name of the object ({body_name}) does not match the name on the URL ({name})",
             )
         if subresource == "status":
-            merged = copy.deepcopy(current)
+            # Stored objects are never changed in place: the new version shares the old
+            # one's other parts and gets metadata and status of its own.
+            merged = {**current, "metadata": dict(current["metadata"])}
             if new.get("status") is None:
                 merged.pop("status", None)
             else:
