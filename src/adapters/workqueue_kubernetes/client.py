@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -87,12 +89,35 @@ async def load_configuration(
     return configuration
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment (``HTTPS_PROXY``, ``NO_PROXY``, …) names for ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme or "https")
+
+
 @asynccontextmanager
 async def open_cluster_client(
     configuration: k8s_client.Configuration, *, field_validation: str = "Strict"
 ) -> AsyncIterator[KubernetesClusterClient]:
-    """A ``KubernetesClusterClient`` owning its ApiClient (closed on exit)."""
+    """A ``KubernetesClusterClient`` owning its ApiClient (closed on exit).
+
+    kubernetes-asyncio's HTTP session reads the environment on every request
+    (``trust_env``: a netrc lookup and a proxy lookup, each in a worker thread); this
+    client reads the environment's proxy for the API server once, here, unless the
+    configuration names one, and sends every request without those lookups.
+    """
+    if configuration.proxy is None:
+        configuration.proxy = environment_proxy(str(configuration.host))
     async with k8s_client.ApiClient(configuration) as api:
+        rest = api.rest_client
+        session = rest.pool_manager
+        connector = session.connector
+        session.detach()  # the connector (its pool and TLS context) moves to the new one
+        rest.pool_manager = aiohttp.ClientSession(
+            connector=connector, trust_env=False, read_bufsize=2**21
+        )
         yield KubernetesClusterClient(api, field_validation=field_validation)
 
 

@@ -25,7 +25,9 @@ from workqueue_kubernetes import (
     Unavailable,
     WatchEventType,
     load_configuration,
+    open_cluster_client,
 )
+from workqueue_kubernetes.client import environment_proxy
 
 pytestmark = pytest.mark.anyio
 NS = "default"
@@ -234,3 +236,28 @@ async def test_load_configuration_from_a_kubeconfig(
     assert other.host == "http://127.0.0.1:9"
     with pytest.raises(ValueError, match="in-cluster"):
         await load_configuration(str(two), in_cluster=True)
+
+
+def test_the_environment_proxy_for_the_api_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxy("https://api.example:6443") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    assert environment_proxy("https://api.example:6443") == "http://proxy.example:3128"
+    assert environment_proxy("https://internal.example:6443") is None
+    assert environment_proxy("http://api.example:8080") is None  # no HTTP_PROXY set
+
+
+async def test_the_client_reads_the_environment_once_not_per_request(
+    kubeconfig: Path, fake_kube: FakeKube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    configuration = await load_configuration(str(kubeconfig))
+    async with open_cluster_client(configuration) as cluster:
+        session = cluster.api.rest_client.pool_manager
+        assert session.trust_env is False
+        created = await cluster.create(WORKS, work("env"), namespace="default")
+        fetched = await cluster.get(WORKS, "env", namespace="default")
+    assert fetched["metadata"]["uid"] == created["metadata"]["uid"]
+    assert configuration.proxy is None
