@@ -116,8 +116,11 @@ async def _main(args: argparse.Namespace) -> None:
     if ready.is_set():
         print("ready", flush=True)
     started = time.process_time()
-    await stop.wait()
+    # kopf takes SIGTERM over with handlers of its own: its end is the stop too.
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
     print(f"cpu {time.process_time() - started:.3f}", flush=True)
+    stopping.cancel()
     await task
 
 

@@ -154,6 +154,9 @@ class ControllerResult:
     """Jobs in the fake when the run ended (one per Work is right)."""
     cpu_seconds: float | None = None
     """CPU the controller's own process spent from ready to stop (None in-process)."""
+    server_cpu_seconds: float = 0.0
+    """CPU the benchmark's process (the fake API server, and an in-process system) spent
+    from the first Work created to the last one terminal."""
 
     @property
     def cpu_ms_per_work(self) -> float | None:
@@ -192,6 +195,7 @@ class ControllerResult:
             "seconds": self.seconds,
             "works_per_second": self.works_per_second,
             "cpu_ms_per_work": self.cpu_ms_per_work,
+            "server_cpu_ms_per_work": self.server_cpu_seconds * 1000 / self.works,
             "writes_per_work": self.per_work(WRITES),
             "reads_per_work": self.per_work(READS),
             "watches": self.requests.watches if self.requests else None,
@@ -238,11 +242,13 @@ async def measure(
             await asyncio.wait_for(_ready_or_failed(ready, task), 60)
             await asyncio.sleep(0.5)  # let the initial lists and watches settle
             startup = len(fake.requests)
+            cpu_before = time.process_time()
             first = await create_works(fake, names, rate)
             try:
                 await asyncio.wait_for(_ready_or_failed(probe.done, task), timeout)
             except TimeoutError:
                 error = f"{count - len(probe.work_terminal)} Works not terminal after {timeout}s"
+            server_cpu = time.process_time() - cpu_before
             last = max(probe.work_terminal.values(), default=first)
             requests = RequestCounts.of(list(fake.requests), startup)
             stored_succeeded = sum(
@@ -276,6 +282,7 @@ async def measure(
         error,
         stored_succeeded,
         jobs,
+        server_cpu_seconds=server_cpu,
     )
 
 

@@ -86,15 +86,16 @@ def _ms(seconds: float) -> str:
 def table(results: Sequence[ControllerResult]) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| system | Works | Succeeded | Works/s | CPU ms/Work | writes/Work | reads/Work"
-        " | watches | p50 ms | p99 ms | settings |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| system | Works | Succeeded | Works/s | CPU ms/Work | server CPU ms/Work"
+        " | writes/Work | reads/Work | watches | p50 ms | p99 ms | settings |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         watches = r.requests.watches if r.requests else 0
         cpu = "–" if r.cpu_ms_per_work is None else f"{r.cpu_ms_per_work:.2f}"
         lines.append(
             f"| {r.system} | {r.works} | {r.succeeded} | {r.works_per_second:.1f} | {cpu}"
+            f" | {r.server_cpu_seconds * 1000 / r.works:.2f}"
             f" | {r.per_work(WRITES):.2f} | {r.per_work(READS):.2f} | {watches}"
             f" | {_ms(r.percentile(50))} | {_ms(r.percentile(99))} | {r.settings} |"
         )
