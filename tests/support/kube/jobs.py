@@ -162,7 +162,13 @@ class JobController:
         jobs = self.server.resource("jobs", "batch")
         try:
             self.server.write_object(
-                jobs, namespace, name, updated, subresource="status", validate=False
+                jobs,
+                namespace,
+                name,
+                updated,
+                subresource="status",
+                validate=False,
+                copy_result=False,
             )
         except ApiError:
             return False

@@ -122,6 +122,13 @@ class CrdSchema:
     """The structural ``openAPIV3Schema`` of one CRD version."""
 
     schema: Mapping[str, Any]
+    _validator: jsonschema.Validator = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Compiled once: a validator (and its schema resources) per object written cost
+        # more than the validation itself.
+        validator = jsonschema.Draft202012Validator(dict(self.schema), format_checker=_FORMATS)
+        object.__setattr__(self, "_validator", validator)
 
     @classmethod
     def from_crd(cls, crd: Mapping[str, Any], version: str) -> CrdSchema:
@@ -180,10 +187,9 @@ class CrdSchema:
 
     def errors(self, obj: Mapping[str, Any]) -> list[Cause]:
         """Every schema violation of a pruned object, as Status causes."""
-        validator = jsonschema.Draft202012Validator(dict(self.schema), format_checker=_FORMATS)
         causes = [
             Cause(_path(list(error.absolute_path)) or "<root>", error.message)
-            for error in validator.iter_errors(obj)
+            for error in self._validator.iter_errors(obj)
         ]
         self._extensions(self.schema, obj, [], causes)
         return causes

@@ -656,11 +656,13 @@ class FakeKube:
         require_version: bool = False,
         strict: bool = False,
         validate: bool = True,
+        copy_result: bool = True,
     ) -> dict[str, Any]:
         """Replace as PUT does (``subresource="status"`` for ``/status``).
 
         ``validate=False`` is for the fake's own simulated controllers, whose writes are
-        trusted: validating them would check the fake, not the client under test."""
+        trusted: validating them would check the fake, not the client under test; and
+        ``copy_result=False`` returns the stored object itself, for them to read only."""
         current = self._stored(resource, namespace, name)
         if not isinstance(new, dict) or not isinstance(new.get("metadata", {}), dict):
             raise ApiError(400, "the body of the request was in an unknown format")
@@ -738,7 +740,7 @@ class FakeKube:
         self._emit(resource, "MODIFIED", current, merged)
         if merged["metadata"].get("deletionTimestamp") and not merged["metadata"].get("finalizers"):
             self._remove(resource, key)
-        return copy.deepcopy(merged)
+        return copy.deepcopy(merged) if copy_result else merged
 
     def patch_object(
         self,
