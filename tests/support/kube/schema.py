@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import attrs
 import jsonschema
+import jsonschema_rs
 import referencing
 import yaml
 from kubernetes_validate import utils as kv_utils
@@ -226,7 +227,10 @@ class CrdSchema:
 
 
 @functools.cache
-def _builtin_validator(kind: str, api_version: str, version: str) -> jsonschema.Validator:
+def _builtin_schemas(
+    kind: str, api_version: str, version: str
+) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """kubernetes-validate's schema of a built-in kind, and the definitions it refers to."""
     group_version = api_version.split("/")
     short = (
         f"{group_version[0].split('.')[0]}-{group_version[1]}"
@@ -236,10 +240,29 @@ def _builtin_validator(kind: str, api_version: str, version: str) -> jsonschema.
     directory = f"kubernetes-json-schema/v{version}.0-local"
     schema = kv_utils.schema_contents(f"{directory}/{kind.lower()}-{short}.json", version)
     definitions = kv_utils.schema_contents(f"{directory}/_definitions.json", version)
+    return schema, definitions
+
+
+@functools.cache
+def _builtin_validator(kind: str, api_version: str, version: str) -> jsonschema.Validator:
+    schema, definitions = _builtin_schemas(kind, api_version, version)
     registry: referencing.Registry[Any] = referencing.Registry()
     registry = referencing.Resource.from_contents(schema) @ registry
     registry = referencing.Resource.from_contents(definitions) @ registry
     return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _builtin_checker(kind: str, api_version: str, version: str) -> Callable[[Any], bool]:
+    """``is_valid`` of the same schema compiled by jsonschema-rs (300 × faster): the
+    fake answers valid writes with it and asks ``jsonschema`` for the causes of the
+    others. Neither checks formats (the schemas are draft 2020-12)."""
+    schema, definitions = _builtin_schemas(kind, api_version, version)
+    registry = jsonschema_rs.Registry([(str(definitions["$id"]), dict(definitions))])
+    compiled = jsonschema_rs.Draft202012Validator(
+        dict(schema), registry=registry, validate_formats=False
+    )
+    return compiled.is_valid
 
 
 @attrs.frozen
@@ -255,6 +278,8 @@ class BuiltinSchema:
         return []
 
     def errors(self, obj: Mapping[str, Any]) -> list[Cause]:
+        if _builtin_checker(self.kind, self.api_version, self.version)(obj):
+            return []
         validator = _builtin_validator(self.kind, self.api_version, self.version)
         return [
             Cause(_path(list(error.absolute_path)) or "<root>", error.message)
