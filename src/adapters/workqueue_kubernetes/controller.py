@@ -28,10 +28,10 @@ running instance's progress — phase Running, the same ``retries``, no retry sc
 is held for up to that long, and the Work is reconciled from the cache as if it were
 written.  When the instance finishes within the delay, the terminal status replaces the
 held one and a short-lived Work costs one status write instead of two.  Anything else
-(a terminal phase, a retry scheduled, a status someone else changed) is written at once,
-and a held status is written before the delay ends if a decision needs it.  A held
-status lost with the process is a lost status write, which the reconcile already
-survives (the next decision writes it again from what it observes).
+(a terminal phase, a retry scheduled) is written at once and supersedes a held status;
+a status someone else changed drops it.  A held status lost with the process is a lost
+status write, which the reconcile already survives (the next decision writes it again
+from what it observes).
 
 A reconcile that raises is retried with per-key exponential backoff (the queue's rate
 limiter); a success forgets the key's failures. There is no polling loop: between events
