@@ -1,0 +1,105 @@
+"""Attempt execution: each claimed item runs in a task of its own, in its claim's scope.
+
+``start`` registers the attempt, schedules its first heartbeat and starts its task;
+the task runs the ``Runner`` and hands a success to the batched reporter (whose
+answer ends the attempt) or reports any other outcome itself. When the claim's
+cancel scope is cancelled (claim lost, stopped, released, or the worker cancelled),
+the attempt is settled in a shielded scope before the cancellation goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from uuid import UUID
+
+import anyio
+
+from workqueue_core.domain.models import Completion, Failure, WorkItem
+from workqueue_core.executor.handlers import Job, Outcome, Success
+from workqueue_core.executor.heartbeats import Heartbeats, heartbeat_period
+from workqueue_core.executor.options import WorkerOptions, WorkerStats
+from workqueue_core.executor.outcomes import Outcomes
+from workqueue_core.executor.runner import TIMEOUT, Runner
+from workqueue_core.executor.state import SHUTDOWN_REASON, Attempt, WorkerState
+from workqueue_core.executor.tasks import HandlerTasks
+
+__all__ = ["Execution"]
+
+
+class Execution:
+    """Starts and runs a worker's attempts.
+
+    ``tasks`` and ``new_scope`` are replaced when the worker runs (the tasks' crash
+    hook and the event loop's own cancel scope class are known only then).
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        options: WorkerOptions,
+        stats: WorkerStats,
+        state: WorkerState,
+        outcomes: Outcomes,
+        heartbeats: Heartbeats,
+    ) -> None:
+        self._runner = runner
+        self._options = options
+        self._stats = stats
+        self._state = state
+        self._outcomes = outcomes
+        self._heartbeats = heartbeats
+        self.tasks = HandlerTasks(on_crash=lambda: None)
+        self.new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
+
+    def start(self, item: WorkItem, agent_id: UUID) -> None:
+        """Run a claimed item in a task of its own."""
+        period = heartbeat_period(item.claim_timeout, self._options.heartbeat_interval)
+        due = anyio.current_time() + period
+        attempt = Attempt(item, item.token, Job(item), period, due, self.new_scope())
+        self._heartbeats.wake_by(due)
+        if self._state.grace_over:
+            attempt.release(SHUTDOWN_REASON)
+        self._state.attempts[attempt.token] = attempt
+        self._stats.claimed += 1
+        self.tasks.start(
+            self._execute(attempt, agent_id), f"workqueue {item.work_type}", attempt.scope
+        )
+
+    async def _execute(self, attempt: Attempt, agent_id: UUID) -> None:
+        handed_over = False  # a queued completion: the reporter's answer ends the attempt
+        outcomes = self._outcomes
+        try:
+            outcome = await self._attempt(attempt)
+            if isinstance(outcome, Success) and outcomes.reporter.put(
+                attempt,
+                Completion(attempt.token, agent_id, outcome.result, attempt.job.local_retries),
+            ):
+                attempt.reported = handed_over = True
+            elif outcome is not None:
+                with anyio.CancelScope(shield=True):
+                    await outcomes.report(attempt, agent_id, outcome)
+        except anyio.get_cancelled_exc_class():
+            # attempt.scope (the task's own) was cancelled: the claim was lost, the attempt
+            # was stopped, or the worker is being cancelled; or something outside cancelled
+            # this task itself (a plain task.cancel(), reported like the worker's)
+            if not attempt.reported:
+                with anyio.CancelScope(shield=True):
+                    await outcomes.interrupted(attempt, agent_id)
+            raise
+        finally:
+            if not handed_over:
+                self._state.finish(attempt)
+
+    async def _attempt(self, attempt: Attempt) -> Outcome | None:
+        """Run the attempt; None when the claim was lost while it ran.
+
+        It runs in the claim's cancel scope, which is its task's own (``start``): a
+        cancellation that stops it ends the task through ``_execute``.
+        """
+        outcome = await self._runner.run(attempt.job)
+        if attempt.lost is not None:  # the handler absorbed the cancellation and returned
+            self._outcomes.count_lost(attempt)
+            return None
+        if type(outcome) is Failure and outcome.reason == TIMEOUT:
+            self._stats.timeouts += 1
+        return outcome
