@@ -9,7 +9,7 @@ as a long-poll is followed by a short pause, not a tight loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import anyio
@@ -33,11 +33,12 @@ async def claim_until_stopped(
     source: WorkSource,
     options: WorkerOptions,
     state: WorkerState,
-    start: Callable[[WorkItem, UUID], None],
+    start: Callable[[Sequence[WorkItem], UUID], None],
     agent_id: UUID,
     work_types: list[str],
 ) -> None:
-    """Claim work for ``agent_id`` and ``start`` each item, until ``state.stopping``.
+    """Claim work for ``agent_id`` and ``start`` the items of each claim, until
+    ``state.stopping``.
 
     ``state.claiming`` is cleared (and announced) when the loop ends, however it ends.
     """
@@ -62,8 +63,7 @@ async def claim_until_stopped(
                     await state.wait_until(lambda: state.stopping)
                 continue
             pause = 0.0
-            for item in items:
-                start(item, agent_id)
+            start(items, agent_id)
             quick = anyio.current_time() - asked < options.claim_wait / 2
             if not items and (options.claim_wait == 0 or quick):
                 # Nothing, and the broker did not hold the claim (no long-poll asked,

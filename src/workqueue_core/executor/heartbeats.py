@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection
 from datetime import timedelta
 from uuid import UUID
 
 import anyio
 
 from workqueue_core.domain.errors import BudgetSpent, LeaseLost, NotClaimOwner, UnknownWork
-from workqueue_core.domain.models import BUDGET_SPENT, ClaimToken, Failure
+from workqueue_core.domain.models import BUDGET_SPENT, Failure
 from workqueue_core.executor.state import Attempt
 from workqueue_core.ports.agent import WorkSource
 
@@ -43,7 +43,7 @@ class Heartbeats:
     """Heartbeats the attempts of ``attempts`` (the worker's, read live) when due."""
 
     def __init__(
-        self, source: WorkSource, call_timeout: float, attempts: Mapping[ClaimToken, Attempt]
+        self, source: WorkSource, call_timeout: float, attempts: Collection[Attempt]
     ) -> None:
         self._source = source
         self._call_timeout = call_timeout
@@ -58,7 +58,7 @@ class Heartbeats:
             while True:
                 now = anyio.current_time()
                 earliest = now + IDLE_HEARTBEAT_TICK
-                for attempt in list(self._attempts.values()):
+                for attempt in list(self._attempts):
                     if attempt.beating:
                         continue
                     if attempt.due <= now + attempt.period / 10:

@@ -25,9 +25,11 @@ SHUTDOWN_REASON = f"{SHUTDOWN}: the worker stopped before the attempt ended"
 CANCELLED_REASON = f"{SHUTDOWN}: the worker was cancelled"
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Attempt:
-    """One claimed attempt in flight, and when its next heartbeat is due (anyio time)."""
+    """One claimed attempt in flight, and when its next heartbeat is due (anyio time).
+
+    Compared and hashed by identity: a re-claim of the same item is a new attempt."""
 
     item: WorkItem
     token: ClaimToken
@@ -60,10 +62,10 @@ class Attempt:
 
 
 class WorkerState:
-    """The attempts in flight (by token: a re-claim is a new attempt) and the stop flags."""
+    """The attempts in flight and the stop flags."""
 
     def __init__(self) -> None:
-        self.attempts: dict[ClaimToken, Attempt] = {}
+        self.attempts: set[Attempt] = set()
         self.stopping = False
         """``stop()`` was called: no new claims."""
         self.claiming = False
@@ -98,5 +100,5 @@ class WorkerState:
 
     def finish(self, attempt: Attempt) -> None:
         """The attempt is over: it no longer counts as running."""
-        del self.attempts[attempt.token]
+        self.attempts.remove(attempt)
         self.notify()

@@ -213,7 +213,7 @@ class Worker:
                 with anyio.move_on_after(self.options.grace_period):
                     await state.wait_until(state.drained)
                 state.grace_over = True
-                for attempt in list(state.attempts.values()):
+                for attempt in list(state.attempts):
                     attempt.release(SHUTDOWN_REASON)
                 await state.wait_until(state.drained)
                 tg.cancel_scope.cancel()
