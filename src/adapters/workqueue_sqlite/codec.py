@@ -251,6 +251,32 @@ def record_values(record: ExecutionRecord) -> tuple[Any, ...]:
     )
 
 
+STATE_COLUMNS: Final = ("not_before", *ITEM_COLUMNS[ITEM_COLUMNS.index("status") :])
+"""The item columns a transition may change; the others are the submission's, written once."""
+SUBMITTED_COLUMNS: Final = tuple(c for c in ITEM_COLUMNS if c not in STATE_COLUMNS)
+
+
+def ended_values(record: ExecutionRecord) -> tuple[Any, ...]:
+    """A log record's ``STATE_COLUMNS``, ``finished_at``, ``finished_by``, ``result`` and id:
+    the parameters of ``sql.MOVE_TO_LOG``."""
+    item = record.item
+    return (
+        opt_us(item.not_before),
+        item.status.value,
+        item.attempt,
+        item.executions,
+        item.local_retries,
+        opt_id(item.claimed_by),
+        opt_us(item.claimed_at),
+        opt_us(item.lease_expires_at),
+        dump_failure(item.last_error),
+        to_us(record.finished_at),
+        record.finished_by,
+        record.result,
+        str(item.id),
+    )
+
+
 def load_item(row: Row, targetings: TargetingCache | None = None) -> WorkItem:
     """The WorkItem of a row selected with ``ITEM_SELECT`` (a prefix of ``RECORD_SELECT``).
 

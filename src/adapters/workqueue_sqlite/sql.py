@@ -25,6 +25,18 @@ INSERT_RECORD: Final = (
     + ", ".join(f"{c} = excluded.{c}" for c in codec.RECORD_COLUMNS[1:])
 )
 """Write a log record whole (insert, or overwrite the row of its id)."""
+_ENDED: Final = (*codec.STATE_COLUMNS, "finished_at", "finished_by", "result")
+_MOVED: Final = (*codec.SUBMITTED_COLUMNS, *_ENDED)
+MOVE_TO_LOG: Final = (
+    f"INSERT INTO work_execution_log ({', '.join(_MOVED)})"
+    f" SELECT {', '.join(codec.SUBMITTED_COLUMNS)}, {', '.join('?' for _ in _ENDED)}"
+    " FROM work_queue WHERE id = ?"
+    " ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _MOVED if c != "id")
+)
+"""Write the log record of a queued item: its submission's columns copied in SQLite
+(no re-encoding of spec, targeting, policy and labels), the rest from the record;
+parameters ``codec.ended_values``. Writes nothing when the item is not queued."""
 INSERT_EVENT: Final = (
     f"INSERT INTO work_events ({', '.join(codec.EVENT_COLUMNS)})"
     f" VALUES ({', '.join('?' for _ in codec.EVENT_COLUMNS)})"
@@ -60,15 +72,17 @@ PUT_CALLBACK: Final = (
 )
 MOVE_CALLBACK: Final = "UPDATE work_callbacks SET next_at = ? WHERE work_id = ?"
 
+_ITEM_COLUMNS_OF_Q: Final = ", ".join(f"q.{c}" for c in codec.ITEM_COLUMNS)
+
 CLAIMABLE: Final = (
-    "SELECT t.work_id FROM work_targets AS t CROSS JOIN work_queue AS q"
+    f"SELECT {_ITEM_COLUMNS_OF_Q} FROM work_targets AS t CROSS JOIN work_queue AS q"
     " ON q.id = t.work_id"
     " WHERE t.agent_id = ? AND q.status = 'PENDING'"
     " AND q.executions < q.max_executions"
     " AND (q.not_before IS NULL OR q.not_before <= ?)"
 )
-"""An agent's claimable items by its target rows; the caller adds the type filter and
-``CLAIM_ORDER``."""
+"""An agent's claimable items (``ITEM_COLUMNS``) by its target rows; the caller adds the
+type filter and ``CLAIM_ORDER``."""
 CLAIM_ORDER: Final = " ORDER BY t.neg_priority, t.created_at, t.work_id LIMIT ?"
 AGENT_LABELS: Final = "SELECT id, labels FROM agents"
 PENDING_TARGETING: Final = (

@@ -188,7 +188,7 @@ class SqliteStore:
 
         def op(tx: Tx) -> list[WorkItem]:
             agent = tx.require_agent(agent_id)
-            return tx.items(tx.targets.claimable_ids(agent, now, work_types, limit))
+            return tx.targets.claimable(agent, now, work_types, limit)
 
         return await self._read(op)
 
@@ -221,7 +221,7 @@ class SqliteStore:
             agent = tx.require_agent(agent_id)
             claims = [
                 transitions.claim(item, agent, now)
-                for item in tx.items(tx.targets.claimable_ids(agent, now, work_types, limit))
+                for item in tx.targets.claimable(agent, now, work_types, limit)
             ]
             tx.apply_claims(claims)
             return [item for item, _ in claims]

@@ -27,10 +27,10 @@ class Targets:
         self.targetings = targetings
         self._agent_labels: list[tuple[UUID, dict[str, str]]] | None = None
 
-    def claimable_ids(
+    def claimable(
         self, agent: Agent, now: datetime, work_types: Sequence[str] | None, limit: int
-    ) -> list[UUID]:
-        """Ids of the first ``limit`` items ``agent`` may claim at ``now``, in claim order.
+    ) -> list[WorkItem]:
+        """The first ``limit`` items ``agent`` may claim at ``now``, in claim order.
 
         The agent's own ``work_targets`` rows are read in claim order (the table's
         key) and checked against the queue for status, budget, ``not_before`` and
@@ -48,7 +48,8 @@ class Targets:
             params.extend(types)
         text += sql.CLAIM_ORDER
         params.append(limit)
-        return [UUID(row[0]) for row in self.conn.execute(text, params)]
+        targetings = self.targetings
+        return [codec.load_item(row, targetings) for row in self.conn.execute(text, params)]
 
     def agent_labels(self) -> list[tuple[UUID, dict[str, str]]]:
         """Every agent's id and labels, loaded once per transaction."""

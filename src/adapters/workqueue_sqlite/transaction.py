@@ -93,11 +93,6 @@ class Tx:
         found = (codec.load_item(row, self.targetings) for row in rows)
         return {item.id: item for item in found}
 
-    def items(self, ids: Sequence[UUID]) -> list[WorkItem]:
-        """The queued items with these ids, in the order given."""
-        found = self.queued(ids)
-        return [found[work_id] for work_id in ids]
-
     def apply_claims(self, claims: Sequence[tuple[WorkItem, Event]]) -> None:
         """Write ``transitions.claim`` results: their claim columns, no target rows (a
         CLAIMED item is no agent's to claim), their events; a statement per kind."""
@@ -123,10 +118,14 @@ class Tx:
     def apply_records(self, ended: Sequence[tuple[ExecutionRecord, Event | None]]) -> None:
         """Move items that ended into the log with their events, a statement per kind.
 
+        A record's submission columns are copied from its queue row (``sql.MOVE_TO_LOG``).
         Their target rows are the caller's: a CLAIMED item has none."""
-        ids = [(str(record.id),) for record, _ in ended]
-        self.conn.executemany(sql.DELETE_ITEM, ids)
-        self.conn.executemany(sql.INSERT_RECORD, [codec.record_values(r) for r, _ in ended])
+        moved = self.conn.executemany(
+            sql.MOVE_TO_LOG, [codec.ended_values(r) for r, _ in ended]
+        ).rowcount
+        if moved != len(ended):  # some item is not queued here: write every record whole
+            self.conn.executemany(sql.INSERT_RECORD, [codec.record_values(r) for r, _ in ended])
+        self.conn.executemany(sql.DELETE_ITEM, [(str(record.id),) for record, _ in ended])
         due = [
             (str(record.id), codec.to_us(record.finished_at), codec.to_us(at))
             for record, _ in ended
