@@ -230,6 +230,13 @@ def item_values(item: WorkItem) -> tuple[Any, ...]:
         item.correlation_id,
         dump_map(item.labels),
         item.callback_url,
+        *_claim_state(item),
+    )
+
+
+def _claim_state(item: WorkItem) -> tuple[Any, ...]:
+    """The values of the columns from ``status`` to ``last_error``, in order."""
+    return (
         item.status.value,
         item.attempt,
         item.executions,
@@ -262,14 +269,7 @@ def ended_values(record: ExecutionRecord) -> tuple[Any, ...]:
     item = record.item
     return (
         opt_us(item.not_before),
-        item.status.value,
-        item.attempt,
-        item.executions,
-        item.local_retries,
-        opt_id(item.claimed_by),
-        opt_us(item.claimed_at),
-        opt_us(item.lease_expires_at),
-        dump_failure(item.last_error),
+        *_claim_state(item),
         to_us(record.finished_at),
         record.finished_by,
         record.result,
