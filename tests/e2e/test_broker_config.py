@@ -17,8 +17,9 @@ import pytest
 from broker_support import BrokerProcess, cli_command, free_port, new_admin_token, wait_ready
 
 from workqueue_broker.admin_tokens import resolve_admin_tokens
-from workqueue_broker.config import BrokerConfig, ConfigError, load_config, parse_duration
+from workqueue_broker.config import BrokerConfig, ConfigError, load_config
 from workqueue_broker.maintenance import prune_once, sweep_once
+from workqueue_broker.parsers import parse_duration
 from workqueue_broker.stores import StoreLocation, parse_database_url
 from workqueue_core.domain.models import LogQuery, SubmitRequest, Targeting, WorkQuery, WorkStatus
 from workqueue_core.service.broker import BrokerService

@@ -41,7 +41,8 @@ def test_wheel_ships_every_package_top_level(tmp_path: Path) -> None:
     assert {"workqueue_memory", "workqueue_broker", "workqueue_cli"} <= packages
     for required in (
         "workqueue_core/py.typed",
-        "workqueue_core/testing/conformance.py",
+        "workqueue_core/testing/conformance/__init__.py",
+        "workqueue_core/testing/conformance/machine.py",
         "workqueue_memory/store.py",
         "workqueue_memory/py.typed",
     ):

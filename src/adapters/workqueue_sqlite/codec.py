@@ -230,6 +230,13 @@ def item_values(item: WorkItem) -> tuple[Any, ...]:
         item.correlation_id,
         dump_map(item.labels),
         item.callback_url,
+        *_claim_state(item),
+    )
+
+
+def _claim_state(item: WorkItem) -> tuple[Any, ...]:
+    """The values of the columns from ``status`` to ``last_error``, in order."""
+    return (
         item.status.value,
         item.attempt,
         item.executions,
@@ -248,6 +255,25 @@ def record_values(record: ExecutionRecord) -> tuple[Any, ...]:
         to_us(record.finished_at),
         record.finished_by,
         record.result,
+    )
+
+
+STATE_COLUMNS: Final = ("not_before", *ITEM_COLUMNS[ITEM_COLUMNS.index("status") :])
+"""The item columns a transition may change; the others are the submission's, written once."""
+SUBMITTED_COLUMNS: Final = tuple(c for c in ITEM_COLUMNS if c not in STATE_COLUMNS)
+
+
+def ended_values(record: ExecutionRecord) -> tuple[Any, ...]:
+    """A log record's ``STATE_COLUMNS``, ``finished_at``, ``finished_by``, ``result`` and id:
+    the parameters of ``sql.MOVE_TO_LOG``."""
+    item = record.item
+    return (
+        opt_us(item.not_before),
+        *_claim_state(item),
+        to_us(record.finished_at),
+        record.finished_by,
+        record.result,
+        str(item.id),
     )
 
 

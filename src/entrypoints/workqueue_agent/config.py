@@ -9,12 +9,13 @@ raises ``ConfigError`` naming its source.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
 
-from workqueue_broker.config import ConfigError, Setting, merge_settings, parse_duration
+from workqueue_broker.config import ConfigError, Setting, merge_settings
+from workqueue_broker.parsers import int_between, parse_boolean, parse_path, seconds_between
 from workqueue_core.domain.limits import MAX_RESULT_BYTES, work_type_problem
 
 __all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
@@ -22,29 +23,6 @@ __all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_ADMIN_TOKEN_FILE = Path("workqueue-admin-token")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-
-
-def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        seconds = parse_duration(text).total_seconds()
-        if not low <= seconds <= high:
-            raise ValueError(f"must be between {low:g}s and {high:g}s, got {text!r}")
-        return seconds
-
-    return parse
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be in {low}..{high}, got {value}")
-        return value
-
-    return parse
 
 
 def _url(text: str) -> str:
@@ -59,12 +37,6 @@ def _secret(text: str) -> str:
     if not value or not value.isascii() or any(c.isspace() for c in value):
         raise ValueError("must be printable ASCII without spaces")
     return value
-
-
-def _path(text: str) -> Path:
-    if not text.strip():
-        raise ValueError("must not be empty")
-    return Path(text.strip()).expanduser()
 
 
 def _name(text: str) -> str:
@@ -115,15 +87,6 @@ def _exit_codes(text: str) -> frozenset[int]:
     return frozenset(codes)
 
 
-def _boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
 def _bytes(text: str) -> int:
     match = re.match(r"^\s*(\d+)\s*(k|kib|kb|b)?\s*$", text.lower())
     if match is None:
@@ -157,7 +120,7 @@ AGENT_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "agent_token_file",
-        _path,
+        parse_path,
         "file holding this agent's token; with --register, where the issued token is kept "
         "(mode 0600; default ./workqueue-agent-NAME.token)",
         "PATH",
@@ -178,29 +141,29 @@ AGENT_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "admin_token_file",
-        _path,
+        parse_path,
         "file holding the admin token for --register (default ./workqueue-admin-token)",
         "PATH",
     ),
     Setting("labels", _labels, "labels registered with --register: k=v,k=v", "LABELS"),
     Setting("work_types", _work_types, "work types to run (default shell)", "TYPES"),
-    Setting("concurrency", _int_between(1, 1000), "scripts at once (default 4)", "N"),
+    Setting("concurrency", int_between(1, 1000), "scripts at once (default 4)", "N"),
     Setting(
         "timeout",
-        _seconds(0.001, 30 * 86400),
+        seconds_between(0.001, 30 * 86400),
         "bound of one run (default: the item's claim timeout)",
         "DURATION",
     ),
     Setting(
         "heartbeat_interval",
-        _seconds(0.05, 3600),
+        seconds_between(0.05, 3600),
         "renew each claim's lease at least this often (always at least every third of "
         "the lease; default 30s)",
         "DURATION",
     ),
     Setting(
         "claim_wait",
-        _seconds(0, 30),
+        seconds_between(0, 30),
         "long-poll of each claim (default 2s)",
         "DURATION",
     ),
@@ -218,18 +181,18 @@ AGENT_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "grace_period",
-        _seconds(0, 86400),
+        seconds_between(0, 86400),
         "on SIGTERM, how long running scripts may finish before they are killed and "
         "released (default 30s)",
         "DURATION",
     ),
     Setting(
         "kill_grace",
-        _seconds(0, 600),
+        seconds_between(0, 600),
         "between SIGTERM and SIGKILL of a script's process group (default 5s)",
         "DURATION",
     ),
-    Setting("allow_root", _boolean, "run scripts even as root (default false)", "BOOL"),
+    Setting("allow_root", parse_boolean, "run scripts even as root (default false)", "BOOL"),
     Setting("log_level", _log_level, "debug, info (default), warning, error", "LEVEL"),
 )
 AGENT_SETTINGS_BY_NAME = {s.name: s for s in AGENT_SETTINGS}

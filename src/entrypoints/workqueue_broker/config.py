@@ -8,7 +8,6 @@ source, so the command can print one line and exit.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -16,6 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+
+from workqueue_broker.parsers import (
+    int_between,
+    one_of,
+    parse_boolean,
+    parse_duration,
+    parse_host,
+    parse_path,
+    seconds_between,
+)
 
 ENV_PREFIX = "WORKQUEUE_"
 DEFAULT_DATABASE_URL = "sqlite:///./workqueue.db"
@@ -27,18 +36,6 @@ class ConfigError(ValueError):
     """A setting is missing, malformed or out of bounds; the message names it."""
 
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"90"`` or ``"90s"``, ``"250ms"``, ``"5m"``, ``"12h"``, ``"30d"``."""
-    match = _DURATION_RE.match(text)
-    if match is None:
-        raise ValueError(f"expected a duration such as 30s, 5m, 12h or 30d, got {text!r}")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-
-
 def _as_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -47,59 +44,10 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        seconds = parse_duration(text).total_seconds()
-        if not low <= seconds <= high:
-            raise ValueError(f"must be between {low:g}s and {high:g}s, got {text!r}")
-        return seconds
-
-    return parse
-
-
 def _retention(text: str) -> timedelta:
     value = parse_duration(text)
     if value > timedelta(days=36_500):
         raise ValueError(f"must be at most 100 years, got {text!r}")
-    return value
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be in {low}..{high}, got {value}")
-        return value
-
-    return parse
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
-def _host(text: str) -> str:
-    value = text.strip()
-    if not value or len(value) > 255 or any(c.isspace() for c in value):
-        raise ValueError(f"expected a host name or address, got {text!r}")
     return value
 
 
@@ -115,12 +63,6 @@ def _tokens(text: str) -> tuple[str, ...]:
     for token in tokens:
         check_admin_token(token)
     return tokens
-
-
-def _path(text: str) -> Path:
-    if not text.strip():
-        raise ValueError("must not be empty")
-    return Path(text.strip()).expanduser()
 
 
 MIN_ADMIN_TOKEN_LENGTH = 16
@@ -156,8 +98,8 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", _host, "address to listen on (default 127.0.0.1)", "HOST"),
-    Setting("port", _int_between(0, 65535), "port to listen on (default 8080)", "PORT"),
+    Setting("host", parse_host, "address to listen on (default 127.0.0.1)", "HOST"),
+    Setting("port", int_between(0, 65535), "port to listen on (default 8080)", "PORT"),
     Setting(
         "database_url",
         _database_url,
@@ -175,20 +117,20 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "admin_token_file",
-        _path,
+        parse_path,
         "file holding admin tokens, one per line (default: ./workqueue-admin-token, "
         "generated at the first start when no token is configured)",
         "PATH",
     ),
     Setting(
         "sweep_interval",
-        _seconds(0.05, 86400),
+        seconds_between(0.05, 86400),
         "how often to sweep expired leases (default 5s)",
         "DURATION",
     ),
     Setting(
         "prune_interval",
-        _seconds(1, 7 * 86400),
+        seconds_between(1, 7 * 86400),
         "how often to prune the execution log (default 1h)",
         "DURATION",
     ),
@@ -200,27 +142,27 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "callback_interval",
-        _seconds(0.05, 3600),
+        seconds_between(0.05, 3600),
         "how often to deliver due completion callbacks (default 2s)",
         "DURATION",
     ),
-    Setting("log_format", _choice(LOG_FORMATS), "auto (default), json or console", "FORMAT"),
-    Setting("log_level", _choice(LOG_LEVELS), "debug, info (default), warning, error", "LEVEL"),
+    Setting("log_format", one_of(LOG_FORMATS), "auto (default), json or console", "FORMAT"),
+    Setting("log_level", one_of(LOG_LEVELS), "debug, info (default), warning, error", "LEVEL"),
     Setting(
         "max_body_bytes",
-        _int_between(1024, 64 * 1_048_576),
+        int_between(1024, 64 * 1_048_576),
         "largest request body accepted (default 1048576)",
         "BYTES",
     ),
     Setting(
         "migrate",
-        _boolean,
+        parse_boolean,
         "apply database migrations at start (default true)",
         "BOOL",
     ),
     Setting(
         "shutdown_timeout",
-        _seconds(0, 300),
+        seconds_between(0, 300),
         "on SIGTERM/SIGINT, wait this long for requests in flight (default 10s)",
         "DURATION",
     ),

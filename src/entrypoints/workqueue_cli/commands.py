@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
-from workqueue_broker.config import parse_duration
+from workqueue_broker.parsers import parse_duration
 from workqueue_cli import render
 from workqueue_core.domain.models import (
     AgentStatus,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from workqueue_agent.config import AGENT_SETTINGS
-from workqueue_broker.config import SETTINGS, _boolean, load_config
+from workqueue_broker.config import SETTINGS, load_config
+from workqueue_broker.parsers import parse_boolean
 from workqueue_cli import commands
 from workqueue_cli.commands import UsageError
 
@@ -96,7 +97,7 @@ def _add_broker(sub: Any) -> None:
 def _add_settings(parser: argparse.ArgumentParser, settings: Sequence[Any]) -> None:
     """One flag per setting; booleans as ``--x`` / ``--no-x``."""
     for setting in settings:
-        if setting.parse is _boolean:
+        if setting.parse is parse_boolean:
             parser.add_argument(
                 setting.flag,
                 dest=setting.name,

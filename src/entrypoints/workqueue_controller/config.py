@@ -15,18 +15,14 @@ from pathlib import Path
 
 import attrs
 
-from workqueue_broker.config import (
-    LOG_FORMATS,
-    LOG_LEVELS,
-    ConfigError,
-    Setting,
-    _boolean,
-    _choice,
-    _host,
-    _int_between,
-    _path,
-    _seconds,
-    merge_settings,
+from workqueue_broker.config import LOG_FORMATS, LOG_LEVELS, ConfigError, Setting, merge_settings
+from workqueue_broker.parsers import (
+    int_between,
+    one_of,
+    parse_boolean,
+    parse_host,
+    parse_path,
+    seconds_between,
 )
 
 __all__ = ["SETTINGS", "ConfigError", "ControllerConfig", "load_config"]
@@ -51,18 +47,21 @@ def _default_identity() -> str:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
-        "kubeconfig", _path, "kubeconfig file (default: in-cluster, else ~/.kube/config)", "PATH"
+        "kubeconfig",
+        parse_path,
+        "kubeconfig file (default: in-cluster, else ~/.kube/config)",
+        "PATH",
     ),
     Setting("context", _name, "kubeconfig context (default: its current context)", "NAME"),
     Setting("namespace", _namespace, "namespace to watch; '*' for all (default: all)", "NAME"),
-    Setting("concurrency", _int_between(1, 256), "Works reconciled at once (default 4)", "N"),
+    Setting("concurrency", int_between(1, 256), "Works reconciled at once (default 4)", "N"),
     Setting(
         "status_delay",
-        _seconds(0, 60),
+        seconds_between(0, 60),
         "longest wait to write a running Work's progress; 0 writes at once (default 1s)",
         "DURATION",
     ),
-    Setting("leader_elect", _boolean, "elect a leader on a Lease (default true)", "BOOL"),
+    Setting("leader_elect", parse_boolean, "elect a leader on a Lease (default true)", "BOOL"),
     Setting("lease_name", _name, "the Lease's name (default workqueue-controller)", "NAME"),
     Setting(
         "lease_namespace",
@@ -71,36 +70,45 @@ SETTINGS: tuple[Setting, ...] = (
         "NAME",
     ),
     Setting("identity", _name, "this replica's name in the Lease (default HOST-PID)", "NAME"),
-    Setting("lease_duration", _seconds(1, 3600), "lease duration (default 15s)", "DURATION"),
+    Setting("lease_duration", seconds_between(1, 3600), "lease duration (default 15s)", "DURATION"),
     Setting(
-        "renew_deadline", _seconds(0.5, 3600), "leader renew deadline (default 10s)", "DURATION"
+        "renew_deadline",
+        seconds_between(0.5, 3600),
+        "leader renew deadline (default 10s)",
+        "DURATION",
     ),
     Setting(
-        "retry_period", _seconds(0.05, 600), "leader election retry period (default 2s)", "DURATION"
+        "retry_period",
+        seconds_between(0.05, 600),
+        "leader election retry period (default 2s)",
+        "DURATION",
     ),
     Setting(
         "retry_base_delay",
-        _seconds(0, 86400),
+        seconds_between(0, 86400),
         "backoff of a Work's first retry when it names none (default 60s)",
         "DURATION",
     ),
     Setting(
         "retry_max_delay",
-        _seconds(0, 7 * 86400),
+        seconds_between(0, 7 * 86400),
         "longest backoff of a Work's retries when it names none (default 1h)",
         "DURATION",
     ),
     Setting(
-        "health_host", _host, "address of /healthz, /readyz, /metrics (default 127.0.0.1)", "HOST"
+        "health_host",
+        parse_host,
+        "address of /healthz, /readyz, /metrics (default 127.0.0.1)",
+        "HOST",
     ),
     Setting(
         "health_port",
-        _int_between(0, 65535),
+        int_between(0, 65535),
         "port of /healthz, /readyz, /metrics; 0 for none (default 8081)",
         "PORT",
     ),
-    Setting("log_format", _choice(LOG_FORMATS), "auto (default), json or console", "FORMAT"),
-    Setting("log_level", _choice(LOG_LEVELS), "debug, info (default), warning, error", "LEVEL"),
+    Setting("log_format", one_of(LOG_FORMATS), "auto (default), json or console", "FORMAT"),
+    Setting("log_level", one_of(LOG_LEVELS), "debug, info (default), warning, error", "LEVEL"),
 )
 
 

@@ -178,10 +178,13 @@ INVALID_RESULT = "InvalidResult"
 """Reason of the permanent failure of a result the broker cannot keep."""
 
 
+_NO_RESULT = Success(None)
+
+
 def checked_result(result: object) -> Outcome:
     """A handler's return value as the outcome to report (a bad result fails permanently)."""
     if result is None or result == "":
-        return Success(None)
+        return _NO_RESULT
     if not isinstance(result, str):
         message = f"a handler must return str or None, not {type(result).__name__}"
         return Failure.permanent(INVALID_RESULT, message)

@@ -24,7 +24,6 @@ workqueue runs on.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
@@ -50,7 +49,9 @@ class HandlerTasks:
 
     def __init__(self, on_crash: Callable[[], None]) -> None:
         self._on_crash = on_crash
-        self._tasks: dict[asyncio.Task[None], anyio.CancelScope] = {}
+        self._tasks: dict[
+            asyncio.Task[None], tuple[anyio.CancelScope, Coroutine[Any, Any, None]]
+        ] = {}
         self._crashes: list[BaseException] = []
         self._cancelled = False
 
@@ -71,8 +72,8 @@ class HandlerTasks:
         if self._cancelled:
             scope.cancel()
         task = asyncio.get_running_loop().create_task(self._run(coro, scope), name=name)
-        self._tasks[task] = scope
-        task.add_done_callback(functools.partial(self._ended, coro))
+        self._tasks[task] = (scope, coro)
+        task.add_done_callback(self._ended)
 
     async def _run(self, coro: Coroutine[Any, Any, None], scope: anyio.CancelScope) -> None:
         try:
@@ -83,11 +84,12 @@ class HandlerTasks:
         except BaseException as error:
             self._crashed(error)
 
-    def _ended(self, coro: Coroutine[Any, Any, None], task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        _, coro = self._tasks.pop(task)
         if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
-            # cancelled from outside before its first step: none of it ran, not even
-            # the report; the worker cannot account for that claim any more
+            # created but never started: cancelled from outside before its first step,
+            # so none of it ran, not even the report; the worker cannot account for
+            # that claim any more
             coro.close()
             self._crashed(RuntimeError(f"task {task.get_name()!r} was cancelled before it ran"))
 
@@ -99,7 +101,7 @@ class HandlerTasks:
     def cancel_all(self) -> None:
         """Cancel every task, and every task started from now on."""
         self._cancelled = True
-        for scope in self._tasks.values():
+        for scope, _ in self._tasks.values():
             scope.cancel()
 
     async def close(self) -> list[BaseException]:

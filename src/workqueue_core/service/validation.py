@@ -108,8 +108,10 @@ def check_completions(completions: Sequence[Completion]) -> None:
     if len(completions) > MAX_BATCH:
         raise InvalidInput(f"at most {MAX_BATCH} completions at once")
     for completion in completions:
-        bounded_bytes("result", completion.result, MAX_RESULT_BYTES)
-        check_local_retries(completion.local_retries)
+        if completion.result is not None:
+            bounded_bytes("result", completion.result, MAX_RESULT_BYTES)
+        if type(completion.local_retries) is not int or completion.local_retries < 0:
+            check_local_retries(completion.local_retries)
 
 
 def check_work_types(work_types: Sequence[str] | None) -> list[str] | None:

@@ -23,7 +23,7 @@ from workqueue_core.domain.models import (
 from workqueue_core.testing import EPOCH, SequentialIds
 from workqueue_sqlite import SCHEMA_VERSION, SqliteStore, codec
 from workqueue_sqlite.schema import MIGRATIONS
-from workqueue_sqlite.store import CALLBACKS_DUE_SQL
+from workqueue_sqlite.sql import CALLBACKS_DUE_SQL
 
 pytestmark = pytest.mark.anyio
 

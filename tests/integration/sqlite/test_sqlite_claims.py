@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta, timezone
 from pathlib import Path
 
+import attrs
 import pytest
 
 from workqueue_core.domain.errors import InvalidInput
@@ -111,3 +112,21 @@ async def test_a_number_sqlite_cannot_store_is_invalid_input_and_writes_nothing(
         assert await store.get(item.id) is None
         assert await store.events(item.id) == []
         assert (await store.stats()).total() == 0
+
+
+async def test_a_record_whose_item_is_not_queued_is_written_whole() -> None:
+    """The log copies a record's submission columns from its queue row; without one (no
+    current operation does this) the record is written whole instead of being lost."""
+    ids = SequentialIds()
+    agent = Agent(ids(), "a", EPOCH)
+    item = WorkItem(ids(), "job", '{"x": 1}', Targeting.agents(agent.id), EPOCH, labels={"k": "v"})
+    async with await SqliteStore.open(":memory:") as store:
+        await store.register_agent(agent)
+        await store.submit(item, "test", EPOCH)
+        [claimed] = await store.claim_next(agent.id, EPOCH, None, 1)
+        done = await store.complete(claimed.token, agent.id, EPOCH, "ok")
+        assert await store.get_record(item.id) == done  # copied from the queue row
+        other = attrs.evolve(done, item=attrs.evolve(done.item, id=ids()))
+        await store._db.run(lambda tx: tx.apply_records([(other, None)]))
+        assert await store.get_record(other.id) == other
+        assert await store.get(other.id) is None

@@ -94,15 +94,15 @@ async def test_an_unmigrated_file_is_refused_without_migrate(tmp_path: Path) -> 
 async def test_the_file_is_in_wal_mode_with_the_chosen_sync(tmp_path: Path) -> None:
     path = tmp_path / "wq.db"
     async with await SqliteStore.open(path) as store:
-        assert store._conn is not None
-        assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-        assert store._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        assert store._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-        assert store._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+        assert store._db.conn is not None
+        assert store._db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store._db.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert store._db.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+        assert store._db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
     async with await SqliteStore.open(path, synchronous="NORMAL") as store:
-        assert store._conn is not None
-        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+        assert store._db.conn is not None
+        assert store._db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
 
 
 async def test_memory_database_needs_no_file() -> None:
