@@ -9,8 +9,8 @@ The hot statements (``claim_next``, ``complete_many``, ``submit``, ``insert_even
 are single statements, one round trip each; the benchmark's bare-SQL floor runs
 them directly with psycopg. Their parameters:
 
-- ``claim_next``: ``agent`` (uuid), ``actor`` (text, ``"agent:<uuid>"``), ``now``
-  (timestamptz), ``types`` (text[] or NULL for every type), ``limit`` (int).
+- ``claim_next``: ``agent`` (uuid), ``now`` (timestamptz), ``types`` (text[] or NULL
+  for every type), ``limit`` (int).
   Returns ``ITEM_COLUMNS`` of the claimed rows, in claim order.
 - ``complete_many``: ``ids`` (uuid[]), ``attempts`` (int[]), ``agents`` (uuid[]),
   ``results`` (text[], or NULL when every result is NULL), ``local_retries`` (int[]) —
@@ -133,8 +133,8 @@ WITH picked AS (
     RETURNING {_Q_ITEMS}
 ), events AS (
     INSERT INTO {{s}}.work_events ({_EVENTS})
-    SELECT id, 'PENDING', 'CLAIMED', %(actor)s, %(now)s, attempt, executions,
-           claimed_by, correlation_id, 'claimed'
+    SELECT id, 'PENDING', 'CLAIMED', NULL, %(now)s, attempt, executions,
+           claimed_by, correlation_id, NULL
     FROM claimed
 )
 SELECT {_ITEMS} FROM claimed ORDER BY priority DESC, created_at, id
@@ -202,8 +202,8 @@ WITH input AS (
     RETURNING {_LOG}
 ), events AS (
     INSERT INTO {{s}}.work_events ({_EVENTS})
-    SELECT d.id, 'CLAIMED', 'SUCCEEDED', d.actor, %(now)s, d.attempt, d.new_executions,
-           d.claimed_by, d.correlation_id, 'succeeded'
+    SELECT d.id, 'CLAIMED', 'SUCCEEDED', NULL, %(now)s, d.attempt, d.new_executions,
+           d.claimed_by, d.correlation_id, NULL
     FROM charged d
 )
 {{returns}}
@@ -327,15 +327,33 @@ SELECT count(*) FROM doomed
 """
 """Delete up to ``limit`` old log records with their events and idempotency keys."""
 
-QUERY = f"""
-SELECT {_ITEMS} FROM {{s}}.work_queue
-WHERE (%(work_type)s::text IS NULL OR work_type = %(work_type)s)
+_QUERY_FILTERS = """
+  (%(work_type)s::text IS NULL OR work_type = %(work_type)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(claimed_by)s::uuid IS NULL OR claimed_by = %(claimed_by)s)
   AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) > (%(after_at)s, %(after_id)s::uuid))
+"""
+
+QUERY = f"""
+(SELECT {_ITEMS} FROM {{s}}.work_queue
+ WHERE status <> 'CLAIMED' AND {_QUERY_FILTERS}
+   AND (%(status)s::text IS NULL OR %(status)s::text <> 'CLAIMED')
+   AND %(claimed_by)s::uuid IS NULL
+ ORDER BY created_at, id
+ LIMIT %(limit)s)
+UNION ALL
+(SELECT {_ITEMS} FROM {{s}}.work_queue
+ WHERE status = 'CLAIMED' AND {_QUERY_FILTERS}
+   AND (%(status)s::text IS NULL OR %(status)s::text = 'CLAIMED')
+ ORDER BY created_at, id
+ LIMIT %(limit)s)
 ORDER BY created_at, id
 LIMIT %(limit)s
 """
+"""A page of the queue in (created_at, id) order. Unclaimed rows come in that order from
+``work_queue_created``, which leaves claimed rows out (so a claim writes no entry in
+it); claimed rows, as many as the agents hold, from ``work_queue_lease``, sorted.
+Conditions on the parameters alone skip a branch that cannot match."""
 
 QUERY_LOG = f"""
 SELECT {_LOG} FROM {{s}}.work_execution_log
@@ -348,7 +366,20 @@ ORDER BY finished_at, id
 LIMIT %(limit)s
 """
 
-EVENTS = f"SELECT {_EVENTS}, seq FROM {{s}}.work_events WHERE work_id = %s ORDER BY seq"
+_EVENT_READ = {
+    # written NULL by claim_next and complete_many (migration 5): the holder, and the word
+    # transitions.claim / transitions.complete give
+    "actor": "coalesce(actor, 'agent:' || claimed_by::text)",
+    "detail": (
+        "coalesce(detail, CASE to_status WHEN 'CLAIMED' THEN 'claimed' "
+        "WHEN 'SUCCEEDED' THEN 'succeeded' END)"
+    ),
+}
+EVENTS = (
+    f"SELECT {', '.join(_EVENT_READ.get(c, c) for c in EVENT_COLUMNS)}, seq "
+    "FROM {s}.work_events WHERE work_id = %s ORDER BY seq"
+)
+"""An item's timeline: ``EVENT_COLUMNS`` then ``seq``, the hot statements' NULLs filled in."""
 
 STATS = """
 SELECT work_type, status, count(*) FROM {s}.work_queue GROUP BY work_type, status

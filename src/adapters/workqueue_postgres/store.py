@@ -523,7 +523,6 @@ class PostgresStore:
         _check_limit(limit)
         params = {
             "agent": agent_id,
-            "actor": transitions.agent_actor(agent_id),
             "now": now,
             "types": None if work_types is None else list(work_types),
             "limit": limit,
