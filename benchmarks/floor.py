@@ -55,9 +55,10 @@ async def _claimer(dsn: str, st: Any, columns: tuple[str, ...], agent_id: UUID, 
                 {
                     "ids": [UUID(bytes=value(i, id_at)) for i in range(k)],
                     "attempts": [_int4(value(i, attempt_at)) for i in range(k)],
-                    "agents": [agent_id] * k,
-                    "results": [None] * k,
-                    "local_retries": [0] * k,
+                    "agents": None,  # every entry the agent's, as the store sends it
+                    "agent": agent_id,
+                    "results": None,
+                    "local_retries": None,
                     "now": now(),
                 },
             )

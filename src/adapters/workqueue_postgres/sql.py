@@ -12,11 +12,11 @@ them directly with psycopg. Their parameters:
 - ``claim_next``: ``agent`` (uuid), ``now`` (timestamptz), ``types`` (text[] or NULL
   for every type), ``limit`` (int).
   Returns ``ITEM_COLUMNS`` of the claimed rows, in claim order.
-- ``complete_many``: ``ids`` (uuid[]), ``attempts`` (int[]), ``agents`` (uuid[]),
-  ``results`` (text[], or NULL when every result is NULL), ``local_retries`` (int[]) —
-  one element per completion,
-  distinct ids — and ``now``. Completes the entries whose token is current and
-  held by the named agent; returns ``LOG_COLUMNS`` of their log records
+- ``complete_many``: ``ids`` (uuid[]), ``attempts`` (int[]), ``agents`` (uuid[], or NULL
+  when every entry is ``agent``'s), ``agent`` (uuid or NULL), ``results`` (text[], or NULL
+  when every result is NULL), ``local_retries`` (int[], or NULL when all are 0) — one
+  element per completion, distinct ids — and ``now``. Completes the entries whose token
+  is current and held by the named agent; returns ``LOG_COLUMNS`` of their log records
   (``complete_many_quiet``: only their ``id``).
 - ``submit``: the ``ITEM_COLUMNS`` values by name, plus ``actor``, ``now`` and
   ``channel``. Returns ``(inserted, keyed)`` counts.
@@ -176,10 +176,12 @@ _LOG_FROM_DONE = ", ".join(
 
 _COMPLETE_MANY = f"""
 WITH input AS (
-    SELECT *
+    -- unnest pads the arrays sent as one NULL (every entry the same: see the module doc)
+    SELECT u.work_id, u.attempt, coalesce(u.agent_id, %(agent)s::uuid) AS agent_id, u.result,
+           coalesce(u.local_retries, 0) AS local_retries
     FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(agents)b::uuid[],
                 %(results)s::text[], %(local_retries)b::int[])
-         AS i(work_id, attempt, agent_id, result, local_retries)
+         AS u(work_id, attempt, agent_id, result, local_retries)
 ), done AS (
     DELETE FROM {{s}}.work_queue q
     USING input i

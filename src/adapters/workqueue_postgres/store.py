@@ -848,12 +848,17 @@ def _completion_params(completions: Sequence[Completion], now: datetime) -> dict
     if len(set(ids)) != len(ids):
         return None
     results = [c.result for c in completions]
+    agents = [c.agent_id for c in completions]
+    local_retries = [c.local_retries for c in completions]
+    one_agent = agents[0] if agents.count(agents[0]) == len(agents) else None
+    # An array whose entries are all the same (a worker's batch: one agent, no results, no
+    # local retries) goes as one NULL that unnest pads: no per-entry array dump.
     return {
         "ids": ids,
         "attempts": [c.token.attempt for c in completions],
-        "agents": [c.agent_id for c in completions],
-        # All-None results go as one NULL (unnest pads it): no per-entry array dump.
+        "agents": agents if one_agent is None else None,
+        "agent": one_agent,
         "results": results if any(r is not None for r in results) else None,
-        "local_retries": [c.local_retries for c in completions],
+        "local_retries": local_retries if any(local_retries) else None,
         "now": now,
     }

@@ -79,6 +79,7 @@ async def test_complete_many_finds_rows_by_primary_key_after_a_long_history() ->
             "ids": [i.id for i in claimed],
             "attempts": [i.attempt for i in claimed],
             "agents": [agent.id] * BATCH,
+            "agent": None,
             "results": None,
             "local_retries": [0] * BATCH,
             "now": EPOCH,
@@ -218,9 +219,10 @@ async def test_the_batch_path_reads_the_queue_and_log_by_index_after_a_long_hist
             {
                 "ids": [i.id for i in claimed],
                 "attempts": [i.attempt for i in claimed],
-                "agents": [agent.id] * len(claimed),
+                "agents": None,
+                "agent": agent.id,
                 "results": None,
-                "local_retries": [0] * len(claimed),
+                "local_retries": None,
                 "now": EPOCH,
             },
         )
