@@ -86,7 +86,7 @@ async def drain(dsn: str, n: int, claimers: int, batch: int) -> DrainResult:
         await vacuum_analyze(dsn)
         st = sql.statements(SCHEMA)
         started = time.perf_counter()
-        await asyncio.gather(*(_claimer(dsn, st, sql.ITEM_COLUMNS, a.id, batch) for a in agents))
+        await asyncio.gather(*(_claimer(dsn, st, sql.CLAIMED_COLUMNS, a.id, batch) for a in agents))
         seconds = time.perf_counter() - started
         done, left = await ours.count_done(dsn, SCHEMA)
         return DrainResult(

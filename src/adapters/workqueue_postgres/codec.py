@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -160,6 +160,31 @@ def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
                 else Failure(_FAILURE[error_class], error_reason, error_message or "")
             ),
         )
+    )
+
+
+def claimed_from(
+    row: Sequence[Any], targets: Mapping[int, Targeting], agent_id: UUID, now: datetime
+) -> WorkItem:
+    """A ``WorkItem`` from a row of ``CLAIMED_COLUMNS`` that ``agent_id`` claimed at ``now``.
+
+    The columns ``claim_next`` leaves out are the claim's: CLAIMED, no local retries, the
+    holder, ``now``, and the lease ``now + claim_timeout`` (exact, in microseconds, as the
+    statement computes it).
+    """
+    return item_from(
+        (
+            *row[:17],
+            "CLAIMED",
+            row[17],
+            row[18],
+            0,
+            agent_id,
+            now,
+            now + _US * row[10],
+            *row[19:],
+        ),
+        targets,
     )
 
 

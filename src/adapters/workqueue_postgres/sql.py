@@ -11,7 +11,7 @@ them directly with psycopg. Their parameters:
 
 - ``claim_next``: ``agent`` (uuid), ``now`` (timestamptz), ``types`` (text[] or NULL
   for every type), ``limit`` (int).
-  Returns ``ITEM_COLUMNS`` of the claimed rows, in claim order.
+  Returns ``CLAIMED_COLUMNS`` of the claimed rows, in claim order.
 - ``complete_many``: ``ids`` (uuid[]), ``attempts`` (int[]), ``agents`` (uuid[], or NULL
   when every entry is ``agent``'s), ``agent`` (uuid or NULL), ``results`` (text[], or NULL
   when every result is NULL), ``local_retries`` (int[], or NULL when all are 0) — one
@@ -59,6 +59,13 @@ ITEM_COLUMNS = (
 )
 """Columns shared by ``work_queue`` and ``work_execution_log``, in row order."""
 
+CLAIM_KNOWN = ("status", "local_retries", "claimed_by", "claimed_at", "lease_expires_at")
+"""What every row ``claim_next`` claims has from the claim itself: CLAIMED, no local
+retries, the agent, ``now`` and ``now + claim_timeout``."""
+
+CLAIMED_COLUMNS = tuple(c for c in ITEM_COLUMNS if c not in CLAIM_KNOWN)
+"""What ``claim_next`` returns of each claimed row: ``ITEM_COLUMNS`` less ``CLAIM_KNOWN``."""
+
 LOG_COLUMNS = (*ITEM_COLUMNS, "finished_at", "finished_by", "result")
 """Columns of ``work_execution_log``, in row order."""
 
@@ -94,6 +101,7 @@ _EVENTS = ", ".join(EVENT_COLUMNS)
 _AGENTS = ", ".join(AGENT_COLUMNS)
 _ITEM_PARAMS = ", ".join(f"%({c})s" for c in ITEM_COLUMNS)
 _Q_ITEMS = ", ".join(f"q.{c}" for c in ITEM_COLUMNS)
+_CLAIMED = ", ".join(CLAIMED_COLUMNS)
 
 _ELIGIBLE = """
     q.status = 'PENDING'
@@ -130,14 +138,14 @@ WITH picked AS (
         lease_expires_at = %(now)s + q.claim_timeout_us * interval '1 microsecond'
     FROM picked
     WHERE q.id = picked.id
-    RETURNING {_Q_ITEMS}
+    RETURNING {", ".join(f"q.{c}" for c in CLAIMED_COLUMNS)}
 ), events AS (
     INSERT INTO {{s}}.work_events ({_EVENTS})
     SELECT id, 'PENDING', 'CLAIMED', NULL, %(now)s, attempt, executions,
-           claimed_by, correlation_id, NULL
+           %(agent)s, correlation_id, NULL
     FROM claimed
 )
-SELECT {_ITEMS} FROM claimed ORDER BY priority DESC, created_at, id
+SELECT {_CLAIMED} FROM claimed ORDER BY priority DESC, created_at, id
 """
 """Claim up to ``limit`` eligible items for one agent, with their events, in one statement.
 

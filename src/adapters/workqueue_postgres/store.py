@@ -533,7 +533,8 @@ class PostgresStore:
                 if await self._fetchone(conn, self.sql.agent_exists, (agent_id,)) is None:
                     raise UnknownAgent(agent_id)
                 return []
-            return await self._items(conn, rows)
+            targets = await self._load_targets(conn, rows)
+        return [codec.claimed_from(row, targets, agent_id, now) for row in rows]
 
     # --- claim holders ------------------------------------------------------------------------
 
