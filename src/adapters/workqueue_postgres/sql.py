@@ -175,8 +175,8 @@ _CHARGED_LOCAL_RETRIES = (
 _LOG_FROM_DONE = ", ".join(
     {
         "status": "'SUCCEEDED'",
-        "executions": "d.new_executions",
-        "local_retries": "d.new_local_retries",
+        "executions": _CHARGED_EXECUTIONS,
+        "local_retries": _CHARGED_LOCAL_RETRIES,
         "lease_expires_at": "NULL",
     }.get(c, f"d.{c}")
     for c in ITEM_COLUMNS
@@ -198,23 +198,18 @@ WITH input AS (
     WHERE q.id = ANY(%(ids)b::uuid[]) AND q.id = i.work_id
       AND q.attempt = i.attempt AND q.claimed_by = i.agent_id
     RETURNING {_Q_ITEMS}, i.result AS in_result, i.local_retries AS in_lr
-), charged AS (
-    SELECT d.*,
-           {_CHARGED_EXECUTIONS} AS new_executions,
-           {_CHARGED_LOCAL_RETRIES} AS new_local_retries,
-           'agent:' || d.claimed_by::text AS actor
-    FROM done d
 ), logged AS (
     INSERT INTO {{s}}.work_execution_log ({_LOG}, callback_due_at)
-    SELECT {_LOG_FROM_DONE}, %(now)s, d.actor, d.in_result,
+    SELECT {_LOG_FROM_DONE}, %(now)s, 'agent:' || d.claimed_by::text, d.in_result,
            CASE WHEN d.callback_url IS NOT NULL THEN %(now)s::timestamptz END
-    FROM charged d
-    RETURNING {_LOG}
+    FROM done d
+    RETURNING {{logged}}
 ), events AS (
+    -- the log row carries what the event needs: attempt, charged executions, holder
     INSERT INTO {{s}}.work_events ({_EVENTS})
-    SELECT d.id, 'CLAIMED', 'SUCCEEDED', NULL, %(now)s, d.attempt, d.new_executions,
-           d.claimed_by, d.correlation_id, NULL
-    FROM charged d
+    SELECT l.id, 'CLAIMED', 'SUCCEEDED', NULL, %(now)s, l.attempt, l.executions,
+           l.claimed_by, l.correlation_id, NULL
+    FROM logged l
 )
 {{returns}}
 """
@@ -226,8 +221,12 @@ agent-reported local retries are charged and clamped to the budget exactly as
 holder, repeated completion) are left for the caller to explain.
 """
 
-COMPLETE_MANY = _COMPLETE_MANY.replace("{returns}", f"SELECT {_LOG} FROM logged")
-COMPLETE_MANY_QUIET = _COMPLETE_MANY.replace("{returns}", "SELECT id FROM logged")
+COMPLETE_MANY = _COMPLETE_MANY.replace("{logged}", _LOG).replace(
+    "{returns}", f"SELECT {_LOG} FROM logged"
+)
+COMPLETE_MANY_QUIET = _COMPLETE_MANY.replace(
+    "{logged}", "id, attempt, executions, claimed_by, correlation_id"
+).replace("{returns}", "SELECT id FROM logged")
 """``complete_many`` returning only the ids of the completed entries."""
 
 SUBMIT = f"""
