@@ -55,9 +55,10 @@ async def _claimer(dsn: str, st: Any, columns: tuple[str, ...], agent_id: UUID, 
                 {
                     "ids": [UUID(bytes=value(i, id_at)) for i in range(k)],
                     "attempts": [_int4(value(i, attempt_at)) for i in range(k)],
-                    "agents": [agent_id] * k,
-                    "results": [None] * k,
-                    "local_retries": [0] * k,
+                    "agents": None,  # every entry the agent's, as the store sends it
+                    "agent": agent_id,
+                    "results": None,
+                    "local_retries": None,
                     "now": now(),
                 },
             )
@@ -85,7 +86,7 @@ async def drain(dsn: str, n: int, claimers: int, batch: int) -> DrainResult:
         await vacuum_analyze(dsn)
         st = sql.statements(SCHEMA)
         started = time.perf_counter()
-        await asyncio.gather(*(_claimer(dsn, st, sql.ITEM_COLUMNS, a.id, batch) for a in agents))
+        await asyncio.gather(*(_claimer(dsn, st, sql.CLAIMED_COLUMNS, a.id, batch) for a in agents))
         seconds = time.perf_counter() - started
         done, left = await ours.count_done(dsn, SCHEMA)
         return DrainResult(

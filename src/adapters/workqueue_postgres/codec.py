@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +38,8 @@ _STATUS = {s.value: s for s in WorkStatus}
 _FAILURE = {c.value: c for c in FailureClass}
 _POLICIES: BoundedCache[tuple[int, int, float, int, str], RetryPolicy] = BoundedCache(4096)
 """Retry policies by their row's columns: shared by every store of the process."""
+_DURATIONS: BoundedCache[int, timedelta] = BoundedCache(4096)
+"""Claim timeouts by their microseconds, likewise."""
 
 
 def micros(delta: timedelta) -> int:
@@ -60,6 +62,14 @@ def policy(
             Jitter(jitter),
         )
         _POLICIES.put(key, found)
+    return found
+
+
+def duration(us: int) -> timedelta:
+    """A duration of ``us`` microseconds (claim timeouts repeat: shared, like policies)."""
+    found = _DURATIONS.get(us)
+    if found is None:
+        found = _DURATIONS.put(us, timedelta(microseconds=us))
     return found
 
 
@@ -103,6 +113,39 @@ def targeting_from(agent_ids: Sequence[UUID], selector: Any) -> Targeting:
 
 def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
     """A ``WorkItem`` from the first ``len(ITEM_COLUMNS)`` values of a row."""
+    return _item(
+        (*row[:17], row[18], row[19], *row[24:27]),
+        targets,
+        _STATUS[row[17]],
+        row[20],
+        row[21],
+        row[22],
+        row[23],
+    )
+
+
+def claimed_from(
+    row: Sequence[Any], targets: Mapping[int, Targeting], agent_id: UUID, now: datetime
+) -> WorkItem:
+    """A ``WorkItem`` from a row of ``CLAIMED_COLUMNS`` that ``agent_id`` claimed at ``now``.
+
+    The columns ``claim_next`` leaves out are the claim's: CLAIMED, no local retries, the
+    holder, ``now``, and the lease ``now + claim_timeout`` (exact, in microseconds, as the
+    statement computes it).
+    """
+    return _item(row, targets, WorkStatus.CLAIMED, 0, agent_id, now, now + duration(row[10]))
+
+
+def _item(
+    row: Sequence[Any],
+    targets: Mapping[int, Targeting],
+    status: WorkStatus,
+    local_retries: int,
+    claimed_by: UUID | None,
+    claimed_at: datetime | None,
+    lease_expires_at: datetime | None,
+) -> WorkItem:
+    """A ``WorkItem`` from a row of ``CLAIMED_COLUMNS`` and the claim state given apart."""
     (
         id_,
         work_type,
@@ -121,17 +164,12 @@ def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
         correlation_id,
         labels,
         callback_url,
-        status,
         attempt,
         executions,
-        local_retries,
-        claimed_by,
-        claimed_at,
-        lease_expires_at,
         error_class,
         error_reason,
         error_message,
-    ) = row[:27]
+    ) = row
     return stored_item(
         (
             id_,
@@ -140,27 +178,27 @@ def item_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> WorkItem:
             targets[target_id],
             created_at,
             policy(max_retries, base_us, multiplier, max_us, jitter),
-            timedelta(microseconds=claim_timeout_us),
+            duration(claim_timeout_us),
             priority,
             not_before,
             idempotency_key,
             correlation_id,
             labels,
             callback_url,
-            _STATUS[status],
+            status,
             attempt,
             executions,
             local_retries,
             claimed_by,
             claimed_at,
             lease_expires_at,
-            (
-                None
-                if error_class is None
-                else Failure(_FAILURE[error_class], error_reason, error_message or "")
-            ),
+            None if error_class is None else _failure(error_class, error_reason, error_message),
         )
     )
+
+
+def _failure(failure_class: str, reason: str, message: str | None) -> Failure:
+    return Failure(_FAILURE[failure_class], reason, message or "")
 
 
 def record_from(row: Sequence[Any], targets: Mapping[int, Targeting]) -> ExecutionRecord:

@@ -155,7 +155,27 @@ CREATE INDEX work_execution_log_callback_due
     WHERE callback_due_at IS NOT NULL;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+_V5 = """
+-- The drain's rows, written per item, made cheaper (issue 17). A claim rewrites its queue
+-- row (not HOT: status is in the partial indexes' predicates), so every index of the
+-- table takes a new entry. The listing index now leaves claimed rows out: a claim writes
+-- entries in the primary key and the lease index only. query() reads claimed rows, as
+-- many as the agents hold, through work_queue_lease.
+DROP INDEX {s}.work_queue_created;
+CREATE INDEX work_queue_created ON {s}.work_queue (created_at, id) WHERE status <> 'CLAIMED';
+
+-- Nothing looks an event up by seq alone: work_events_work (work_id, seq) orders a timeline
+-- and finds it for prune. The primary key was one more index entry per event.
+ALTER TABLE {s}.work_events DROP CONSTRAINT work_events_pkey;
+
+-- Claim and completion events leave out what their row already says: a NULL actor is the
+-- holder ('agent:' || claimed_by), a NULL detail the transition's own word ('claimed',
+-- 'succeeded'). sql.EVENTS fills both in.
+ALTER TABLE {s}.work_events ALTER COLUMN actor DROP NOT NULL,
+    ALTER COLUMN detail DROP NOT NULL;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 """Migration n (1-based) is ``MIGRATIONS[n - 1]``; never edit one that has shipped."""
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -191,20 +211,23 @@ def _too_new(schema: str, version: int) -> SchemaMismatch:
     )
 
 
-async def migrate(dsn: str, schema: str = "workqueue") -> int:
-    """Bring ``schema`` up to ``LATEST_VERSION`` and return the version.
+async def migrate(dsn: str, schema: str = "workqueue", *, version: int = LATEST_VERSION) -> int:
+    """Bring ``schema`` up to ``version`` (by default ``LATEST_VERSION``) and return it.
 
     Idempotent; safe when several processes migrate at once; refuses a schema newer
-    than this code with ``SchemaMismatch``.
+    than this code with ``SchemaMismatch``. An earlier ``version`` is for upgrade
+    tests: the store itself only opens a schema at ``LATEST_VERSION``.
     """
+    if not 1 <= version <= LATEST_VERSION:
+        raise ValueError(f"version must be in 1..{LATEST_VERSION}, got {version}")
     try:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            return await _migrate(conn, schema)
+            return await _migrate(conn, schema, version)
     except psycopg.OperationalError as error:
         raise StoreUnavailable(describe("migrate", dsn, error)) from None
 
 
-async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str) -> int:
+async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str, target: int) -> int:
     ident = pgsql.Identifier(schema)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
@@ -219,14 +242,14 @@ async def _migrate(conn: psycopg.AsyncConnection[Any], schema: str) -> int:
         if version > LATEST_VERSION:
             raise _too_new(schema, version)
         quoted = quote_schema(schema)
-        for number in range(version + 1, LATEST_VERSION + 1):
+        for number in range(version + 1, target + 1):
             text = MIGRATIONS[number - 1].replace("{{}}", "{}").replace("{s}", quoted)
             await conn.execute(text.encode())
             await conn.execute(
                 pgsql.SQL("INSERT INTO {}.schema_version (version) VALUES (%s)").format(ident),
                 (number,),
             )
-    return LATEST_VERSION
+    return max(version, target)
 
 
 async def check_version(conn: psycopg.AsyncConnection[Any], schema: str) -> int:

@@ -9,14 +9,14 @@ The hot statements (``claim_next``, ``complete_many``, ``submit``, ``insert_even
 are single statements, one round trip each; the benchmark's bare-SQL floor runs
 them directly with psycopg. Their parameters:
 
-- ``claim_next``: ``agent`` (uuid), ``actor`` (text, ``"agent:<uuid>"``), ``now``
-  (timestamptz), ``types`` (text[] or NULL for every type), ``limit`` (int).
-  Returns ``ITEM_COLUMNS`` of the claimed rows, in claim order.
-- ``complete_many``: ``ids`` (uuid[]), ``attempts`` (int[]), ``agents`` (uuid[]),
-  ``results`` (text[], or NULL when every result is NULL), ``local_retries`` (int[]) —
-  one element per completion,
-  distinct ids — and ``now``. Completes the entries whose token is current and
-  held by the named agent; returns ``LOG_COLUMNS`` of their log records
+- ``claim_next``: ``agent`` (uuid), ``now`` (timestamptz), ``types`` (text[] or NULL
+  for every type), ``limit`` (int).
+  Returns ``CLAIMED_COLUMNS`` of the claimed rows, in claim order.
+- ``complete_many``: ``ids`` (uuid[]), ``attempts`` (int[]), ``agents`` (uuid[], or NULL
+  when every entry is ``agent``'s), ``agent`` (uuid or NULL), ``results`` (text[], or NULL
+  when every result is NULL), ``local_retries`` (int[], or NULL when all are 0) — one
+  element per completion, distinct ids — and ``now``. Completes the entries whose token
+  is current and held by the named agent; returns ``LOG_COLUMNS`` of their log records
   (``complete_many_quiet``: only their ``id``).
 - ``submit``: the ``ITEM_COLUMNS`` values by name, plus ``actor``, ``now`` and
   ``channel``. Returns ``(inserted, keyed)`` counts.
@@ -59,6 +59,13 @@ ITEM_COLUMNS = (
 )
 """Columns shared by ``work_queue`` and ``work_execution_log``, in row order."""
 
+CLAIM_KNOWN = ("status", "local_retries", "claimed_by", "claimed_at", "lease_expires_at")
+"""What every row ``claim_next`` claims has from the claim itself: CLAIMED, no local
+retries, the agent, ``now`` and ``now + claim_timeout``."""
+
+CLAIMED_COLUMNS = tuple(c for c in ITEM_COLUMNS if c not in CLAIM_KNOWN)
+"""What ``claim_next`` returns of each claimed row: ``ITEM_COLUMNS`` less ``CLAIM_KNOWN``."""
+
 LOG_COLUMNS = (*ITEM_COLUMNS, "finished_at", "finished_by", "result")
 """Columns of ``work_execution_log``, in row order."""
 
@@ -94,6 +101,7 @@ _EVENTS = ", ".join(EVENT_COLUMNS)
 _AGENTS = ", ".join(AGENT_COLUMNS)
 _ITEM_PARAMS = ", ".join(f"%({c})s" for c in ITEM_COLUMNS)
 _Q_ITEMS = ", ".join(f"q.{c}" for c in ITEM_COLUMNS)
+_CLAIMED = ", ".join(CLAIMED_COLUMNS)
 
 _ELIGIBLE = """
     q.status = 'PENDING'
@@ -130,14 +138,14 @@ WITH picked AS (
         lease_expires_at = %(now)s + q.claim_timeout_us * interval '1 microsecond'
     FROM picked
     WHERE q.id = picked.id
-    RETURNING {_Q_ITEMS}
+    RETURNING {", ".join(f"q.{c}" for c in CLAIMED_COLUMNS)}
 ), events AS (
     INSERT INTO {{s}}.work_events ({_EVENTS})
-    SELECT id, 'PENDING', 'CLAIMED', %(actor)s, %(now)s, attempt, executions,
-           claimed_by, correlation_id, 'claimed'
+    SELECT id, 'PENDING', 'CLAIMED', NULL, %(now)s, attempt, executions,
+           %(agent)s, correlation_id, NULL
     FROM claimed
 )
-SELECT {_ITEMS} FROM claimed ORDER BY priority DESC, created_at, id
+SELECT {_CLAIMED} FROM claimed ORDER BY priority DESC, created_at, id
 """
 """Claim up to ``limit`` eligible items for one agent, with their events, in one statement.
 
@@ -167,8 +175,8 @@ _CHARGED_LOCAL_RETRIES = (
 _LOG_FROM_DONE = ", ".join(
     {
         "status": "'SUCCEEDED'",
-        "executions": "d.new_executions",
-        "local_retries": "d.new_local_retries",
+        "executions": _CHARGED_EXECUTIONS,
+        "local_retries": _CHARGED_LOCAL_RETRIES,
         "lease_expires_at": "NULL",
     }.get(c, f"d.{c}")
     for c in ITEM_COLUMNS
@@ -176,10 +184,12 @@ _LOG_FROM_DONE = ", ".join(
 
 _COMPLETE_MANY = f"""
 WITH input AS (
-    SELECT *
+    -- unnest pads the arrays sent as one NULL (every entry the same: see the module doc)
+    SELECT u.work_id, u.attempt, coalesce(u.agent_id, %(agent)s::uuid) AS agent_id, u.result,
+           coalesce(u.local_retries, 0) AS local_retries
     FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(agents)b::uuid[],
                 %(results)s::text[], %(local_retries)b::int[])
-         AS i(work_id, attempt, agent_id, result, local_retries)
+         AS u(work_id, attempt, agent_id, result, local_retries)
 ), done AS (
     DELETE FROM {{s}}.work_queue q
     USING input i
@@ -188,23 +198,18 @@ WITH input AS (
     WHERE q.id = ANY(%(ids)b::uuid[]) AND q.id = i.work_id
       AND q.attempt = i.attempt AND q.claimed_by = i.agent_id
     RETURNING {_Q_ITEMS}, i.result AS in_result, i.local_retries AS in_lr
-), charged AS (
-    SELECT d.*,
-           {_CHARGED_EXECUTIONS} AS new_executions,
-           {_CHARGED_LOCAL_RETRIES} AS new_local_retries,
-           'agent:' || d.claimed_by::text AS actor
-    FROM done d
 ), logged AS (
     INSERT INTO {{s}}.work_execution_log ({_LOG}, callback_due_at)
-    SELECT {_LOG_FROM_DONE}, %(now)s, d.actor, d.in_result,
+    SELECT {_LOG_FROM_DONE}, %(now)s, 'agent:' || d.claimed_by::text, d.in_result,
            CASE WHEN d.callback_url IS NOT NULL THEN %(now)s::timestamptz END
-    FROM charged d
-    RETURNING {_LOG}
+    FROM done d
+    RETURNING {{logged}}
 ), events AS (
+    -- the log row carries what the event needs: attempt, charged executions, holder
     INSERT INTO {{s}}.work_events ({_EVENTS})
-    SELECT d.id, 'CLAIMED', 'SUCCEEDED', d.actor, %(now)s, d.attempt, d.new_executions,
-           d.claimed_by, d.correlation_id, 'succeeded'
-    FROM charged d
+    SELECT l.id, 'CLAIMED', 'SUCCEEDED', NULL, %(now)s, l.attempt, l.executions,
+           l.claimed_by, l.correlation_id, NULL
+    FROM logged l
 )
 {{returns}}
 """
@@ -216,8 +221,12 @@ agent-reported local retries are charged and clamped to the budget exactly as
 holder, repeated completion) are left for the caller to explain.
 """
 
-COMPLETE_MANY = _COMPLETE_MANY.replace("{returns}", f"SELECT {_LOG} FROM logged")
-COMPLETE_MANY_QUIET = _COMPLETE_MANY.replace("{returns}", "SELECT id FROM logged")
+COMPLETE_MANY = _COMPLETE_MANY.replace("{logged}", _LOG).replace(
+    "{returns}", f"SELECT {_LOG} FROM logged"
+)
+COMPLETE_MANY_QUIET = _COMPLETE_MANY.replace(
+    "{logged}", "id, attempt, executions, claimed_by, correlation_id"
+).replace("{returns}", "SELECT id FROM logged")
 """``complete_many`` returning only the ids of the completed entries."""
 
 SUBMIT = f"""
@@ -327,15 +336,33 @@ SELECT count(*) FROM doomed
 """
 """Delete up to ``limit`` old log records with their events and idempotency keys."""
 
-QUERY = f"""
-SELECT {_ITEMS} FROM {{s}}.work_queue
-WHERE (%(work_type)s::text IS NULL OR work_type = %(work_type)s)
+_QUERY_FILTERS = """
+  (%(work_type)s::text IS NULL OR work_type = %(work_type)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(claimed_by)s::uuid IS NULL OR claimed_by = %(claimed_by)s)
   AND (%(after_at)s::timestamptz IS NULL OR (created_at, id) > (%(after_at)s, %(after_id)s::uuid))
+"""
+
+QUERY = f"""
+(SELECT {_ITEMS} FROM {{s}}.work_queue
+ WHERE status <> 'CLAIMED' AND {_QUERY_FILTERS}
+   AND (%(status)s::text IS NULL OR %(status)s::text <> 'CLAIMED')
+   AND %(claimed_by)s::uuid IS NULL
+ ORDER BY created_at, id
+ LIMIT %(limit)s)
+UNION ALL
+(SELECT {_ITEMS} FROM {{s}}.work_queue
+ WHERE status = 'CLAIMED' AND {_QUERY_FILTERS}
+   AND (%(status)s::text IS NULL OR %(status)s::text = 'CLAIMED')
+ ORDER BY created_at, id
+ LIMIT %(limit)s)
 ORDER BY created_at, id
 LIMIT %(limit)s
 """
+"""A page of the queue in (created_at, id) order. Unclaimed rows come in that order from
+``work_queue_created``, which leaves claimed rows out (so a claim writes no entry in
+it); claimed rows, as many as the agents hold, from ``work_queue_lease``, sorted.
+Conditions on the parameters alone skip a branch that cannot match."""
 
 QUERY_LOG = f"""
 SELECT {_LOG} FROM {{s}}.work_execution_log
@@ -348,7 +375,20 @@ ORDER BY finished_at, id
 LIMIT %(limit)s
 """
 
-EVENTS = f"SELECT {_EVENTS}, seq FROM {{s}}.work_events WHERE work_id = %s ORDER BY seq"
+_EVENT_READ = {
+    # written NULL by claim_next and complete_many (migration 5): the holder, and the word
+    # transitions.claim / transitions.complete give
+    "actor": "coalesce(actor, 'agent:' || claimed_by::text)",
+    "detail": (
+        "coalesce(detail, CASE to_status WHEN 'CLAIMED' THEN 'claimed' "
+        "WHEN 'SUCCEEDED' THEN 'succeeded' END)"
+    ),
+}
+EVENTS = (
+    f"SELECT {', '.join(_EVENT_READ.get(c, c) for c in EVENT_COLUMNS)}, seq "
+    "FROM {s}.work_events WHERE work_id = %s ORDER BY seq"
+)
+"""An item's timeline: ``EVENT_COLUMNS`` then ``seq``, the hot statements' NULLs filled in."""
 
 STATS = """
 SELECT work_type, status, count(*) FROM {s}.work_queue GROUP BY work_type, status

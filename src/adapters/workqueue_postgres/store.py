@@ -523,7 +523,6 @@ class PostgresStore:
         _check_limit(limit)
         params = {
             "agent": agent_id,
-            "actor": transitions.agent_actor(agent_id),
             "now": now,
             "types": None if work_types is None else list(work_types),
             "limit": limit,
@@ -534,7 +533,8 @@ class PostgresStore:
                 if await self._fetchone(conn, self.sql.agent_exists, (agent_id,)) is None:
                     raise UnknownAgent(agent_id)
                 return []
-            return await self._items(conn, rows)
+            targets = await self._load_targets(conn, rows)
+        return [codec.claimed_from(row, targets, agent_id, now) for row in rows]
 
     # --- claim holders ------------------------------------------------------------------------
 
@@ -849,12 +849,17 @@ def _completion_params(completions: Sequence[Completion], now: datetime) -> dict
     if len(set(ids)) != len(ids):
         return None
     results = [c.result for c in completions]
+    agents = [c.agent_id for c in completions]
+    local_retries = [c.local_retries for c in completions]
+    one_agent = agents[0] if agents.count(agents[0]) == len(agents) else None
+    # An array whose entries are all the same (a worker's batch: one agent, no results, no
+    # local retries) goes as one NULL that unnest pads: no per-entry array dump.
     return {
         "ids": ids,
         "attempts": [c.token.attempt for c in completions],
-        "agents": [c.agent_id for c in completions],
-        # All-None results go as one NULL (unnest pads it): no per-entry array dump.
+        "agents": agents if one_agent is None else None,
+        "agent": one_agent,
         "results": results if any(r is not None for r in results) else None,
-        "local_retries": [c.local_retries for c in completions],
+        "local_retries": local_retries if any(local_retries) else None,
         "now": now,
     }

@@ -7,8 +7,16 @@ from uuid import uuid4
 
 import attrs
 
-from workqueue_core.domain.models import ExecutionRecord, Failure, Targeting, WorkItem, WorkStatus
-from workqueue_postgres import codec
+from workqueue_core.domain import transitions
+from workqueue_core.domain.models import (
+    Agent,
+    ExecutionRecord,
+    Failure,
+    Targeting,
+    WorkItem,
+    WorkStatus,
+)
+from workqueue_postgres import codec, sql
 
 
 def test_a_decoded_row_equals_the_item_and_record_it_came_from() -> None:
@@ -42,3 +50,37 @@ def test_a_decoded_row_equals_the_item_and_record_it_came_from() -> None:
     assert decoded == record
     assert decoded.item == item and hash(decoded.item.token) == hash(item.token)
     assert attrs.evolve(decoded.item, priority=3).priority == 3
+
+
+def test_a_claimed_row_decodes_to_the_item_the_claim_made() -> None:
+    now = datetime(2030, 1, 1, 12, 0, 0, 654321, tzinfo=UTC)
+    agent_id = uuid4()
+    targeting = Targeting(agent_ids=frozenset({agent_id}))
+    pending = WorkItem(
+        id=uuid4(),
+        work_type="build",
+        spec="x",
+        targeting=targeting,
+        created_at=now - timedelta(minutes=1),
+        claim_timeout=timedelta(seconds=90, microseconds=7),
+        priority=-1,
+        correlation_id="c",
+        labels={"team": "x"},
+        attempt=2,  # one claim swept without charge: attempt and executions differ
+        executions=1,
+        last_error=Failure.retryable("boom", "it broke"),
+    )
+    agent = Agent(id=agent_id, name="a", registered_at=now)
+    claimed, _ = transitions.claim(pending, agent, now)
+    full = dict(
+        zip(
+            sql.ITEM_COLUMNS,
+            (v.obj if hasattr(v, "obj") else v for v in codec.item_params(claimed, 7)),
+            strict=True,
+        )
+    )
+    row = tuple(full[c] for c in sql.CLAIMED_COLUMNS)
+    decoded = codec.claimed_from(row, {7: targeting}, agent_id, now)
+    assert decoded == claimed
+    assert decoded.lease_expires_at == now + timedelta(seconds=90, microseconds=7)
+    assert (decoded.attempt, decoded.executions, decoded.last_error) == (3, 2, pending.last_error)

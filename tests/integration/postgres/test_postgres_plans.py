@@ -79,6 +79,7 @@ async def test_complete_many_finds_rows_by_primary_key_after_a_long_history() ->
             "ids": [i.id for i in claimed],
             "attempts": [i.attempt for i in claimed],
             "agents": [agent.id] * BATCH,
+            "agent": None,
             "results": None,
             "local_retries": [0] * BATCH,
             "now": EPOCH,
@@ -218,9 +219,10 @@ async def test_the_batch_path_reads_the_queue_and_log_by_index_after_a_long_hist
             {
                 "ids": [i.id for i in claimed],
                 "attempts": [i.attempt for i in claimed],
-                "agents": [agent.id] * len(claimed),
+                "agents": None,
+                "agent": agent.id,
                 "results": None,
-                "local_retries": [0] * len(claimed),
+                "local_retries": None,
                 "now": EPOCH,
             },
         )
@@ -241,3 +243,32 @@ async def test_the_batch_path_reads_the_queue_and_log_by_index_after_a_long_hist
 
 async def _target(store: PostgresStore, item: WorkItem) -> int:
     return await store._target_id(item.targeting)
+
+
+async def test_a_queue_page_reads_the_listing_and_lease_indexes_behind_a_backlog() -> None:
+    """query() (migration 5): unclaimed rows in order from ``work_queue_created``, which
+    leaves claimed rows out, and the claimed ones from the lease index; no scan of the
+    backlog, with or without a status filter."""
+    new_id = SequentialIds(base=7_500_000)
+    async with fresh_postgres_store() as store:
+        agent = Agent(id=new_id(), name="a", registered_at=EPOCH)
+        await store.register_agent(agent)
+        await store.submit_many(_items(new_id, BACKLOG), "test", EPOCH)
+        await store.claim_next(agent.id, EPOCH, ["noop"], BATCH)
+        async with await connect() as conn:
+            await conn.execute(f'ANALYZE "{store.schema}".work_queue')
+        base = {
+            "work_type": None,
+            "claimed_by": None,
+            "after_at": None,
+            "after_id": None,
+            "limit": 100,
+        }
+        for status in (None, "PENDING", "CLAIMED"):
+            scans = await _plan_scans(store.sql.query, {**base, "status": status})
+            on_queue = {(kind, index) for kind, index, rel in scans if rel == "work_queue"}
+            assert not any(kind == "Seq Scan" for kind, _ in on_queue), (status, scans)
+            indexes = {index for _, index in on_queue}
+            assert indexes <= {"work_queue_created", "work_queue_lease"}, (status, scans)
+            if status != "CLAIMED":
+                assert "work_queue_created" in indexes, (status, scans)
