@@ -81,7 +81,15 @@ def spawned(system: str, *options: str) -> SpawnedRunner:
     return SpawnedRunner(system, options)
 
 
-async def _ours(args: argparse.Namespace, ready: asyncio.Event, stop: asyncio.Event) -> None:
+async def run_ours(
+    kubeconfig: Path,
+    concurrency: int,
+    status_delay: float,
+    ready: asyncio.Event,
+    stop: asyncio.Event,
+) -> None:
+    """Our ``WorkController`` with the ``job`` work type and a real kubernetes-asyncio
+    client against the kubeconfig's server, until ``stop``; ``ready`` once it watches."""
     import anyio
 
     from workqueue_core.work.registry import WorkTypes
@@ -89,10 +97,10 @@ async def _ours(args: argparse.Namespace, ready: asyncio.Event, stop: asyncio.Ev
     from workqueue_kubernetes.controller import ControllerOptions, WorkController
     from workqueue_kubernetes.job import JobWorkType
 
-    configuration = await load_configuration(str(args.kubeconfig), "fake", in_cluster=False)
+    configuration = await load_configuration(str(kubeconfig), "fake", in_cluster=False)
     async with open_cluster_client(configuration) as client:
         options = ControllerOptions(
-            namespace="default", concurrency=args.concurrency, status_delay=args.status_delay
+            namespace="default", concurrency=concurrency, status_delay=status_delay
         )
         controller = WorkController(client, WorkTypes([JobWorkType()]), options)
         async with anyio.create_task_group() as tg:
@@ -106,7 +114,9 @@ async def _main(args: argparse.Namespace) -> None:
     ready, stop = asyncio.Event(), asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     if args.system == "ours":
-        task = asyncio.create_task(_ours(args, ready, stop))
+        task = asyncio.create_task(
+            run_ours(args.kubeconfig, args.concurrency, args.status_delay, ready, stop)
+        )
     else:
         from benchmarks.anchor_kopf import run_kopf_at
 

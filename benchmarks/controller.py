@@ -28,10 +28,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import anyio
 import attrs
 
-from benchmarks._controller_process import SpawnedRunner, spawned
+from benchmarks._controller_process import SpawnedRunner, run_ours, spawned
 from benchmarks._env import machine
 from benchmarks._kube import READS, WRITES, ControllerResult, FakeKube, measure, run_floor
 
@@ -40,31 +39,12 @@ SYSTEMS = ("ours", "kopf", "floor")
 
 
 def ours_runner(concurrency: int, status_delay: float = 1.0) -> Any:
-    """Our ``WorkController`` with the ``job`` work type and a real kubernetes-asyncio
-    client, run until the stop event."""
+    """Our controller on the fake's event loop (``--in-process``), until the stop event."""
 
     async def run(
         fake: FakeKube, kubeconfig: Path, ready: asyncio.Event, stop: asyncio.Event
     ) -> None:
-        from workqueue_core.work.registry import WorkTypes
-        from workqueue_kubernetes import load_configuration, open_cluster_client
-        from workqueue_kubernetes.controller import ControllerOptions, WorkController
-        from workqueue_kubernetes.job import JobWorkType
-
-        configuration = await load_configuration(str(kubeconfig), "fake", in_cluster=False)
-        async with open_cluster_client(configuration) as client:
-            controller = WorkController(
-                client,
-                WorkTypes([JobWorkType()]),
-                ControllerOptions(
-                    namespace="default", concurrency=concurrency, status_delay=status_delay
-                ),
-            )
-            async with anyio.create_task_group() as tg:
-                await tg.start(controller.run)
-                ready.set()
-                await stop.wait()
-                tg.cancel_scope.cancel()
+        await run_ours(kubeconfig, concurrency, status_delay, ready, stop)
 
     return run
 
