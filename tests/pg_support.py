@@ -170,13 +170,17 @@ def unflushed_database() -> Iterator[str]:
         admin = psycopg.connect(PG_DSN, autocommit=True)
     except psycopg.OperationalError as error:
         raise AssertionError(no_server_message(error)) from error
+    database = sql.Identifier(name)
     with admin:
-        database = sql.Identifier(name)
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(database))
-        try:
+    try:
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
             admin.execute(
                 sql.SQL("ALTER DATABASE {} SET synchronous_commit = off").format(database)
             )
-            yield make_conninfo(PG_DSN, dbname=name)
-        finally:
+        yield make_conninfo(PG_DSN, dbname=name)
+    finally:
+        # A connection of its own: one kept from the start would be gone if the
+        # server restarted meanwhile (other tests restart it).
+        with psycopg.connect(PG_DSN, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(database))
