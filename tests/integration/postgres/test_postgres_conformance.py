@@ -5,6 +5,12 @@ The schema is migrated once for the class and emptied before every example
 (``pg_support.ReusableSchema.reset``: every table, identities restarted), so each
 example starts from a store exactly as fresh as a new schema, without paying for
 a migration and a ``DROP SCHEMA`` each time.
+
+The schema lives in a database of the class's own with ``synchronous_commit = off``
+(``pg_support.unflushed_database``): the suite checks what the store returns and
+what other sessions see, which that setting does not change, and each write no
+longer waits for a WAL flush (most of this test's time before). Durability is
+tested on the shared database (``test_postgres_restart.py``).
 """
 
 from __future__ import annotations
@@ -14,23 +20,23 @@ from contextlib import ExitStack, asynccontextmanager
 
 import pytest
 
-from pg_support import PG_DSN, ReusableSchema, reusable_schema
+from pg_support import ReusableSchema, reusable_schema, unflushed_database
 from workqueue_core.ports import Store
 from workqueue_core.testing import conformance_test_case
 from workqueue_postgres import PostgresStore
 
-_schema: list[ReusableSchema] = []
-"""The class's schema while its tests run (set by ``setUpClass``)."""
+_schema: list[tuple[str, ReusableSchema]] = []
+"""The class's DSN and schema while its tests run (set by ``setUpClass``)."""
 
 
 @asynccontextmanager
 async def fresh_store() -> AsyncIterator[Store]:
-    (schema,) = _schema
+    ((dsn, schema),) = _schema
     schema.reset()
     # A fixed-size pool: psycopg_pool draws from the global ``random`` when it opens a
     # connection, which Hypothesis takes for a strategy using ``random`` mid-draw.
     store = await PostgresStore.open(
-        PG_DSN,
+        dsn,
         schema=schema.name,
         migrate=False,
         random_source=lambda: 0.0,
@@ -51,7 +57,8 @@ class TestPostgresStoreConformance(conformance_test_case(fresh_store)):  # type:
     def setUpClass(cls) -> None:
         super().setUpClass()
         cls._stack = ExitStack()
-        _schema.append(cls._stack.enter_context(reusable_schema()))
+        dsn = cls._stack.enter_context(unflushed_database())
+        _schema.append((dsn, cls._stack.enter_context(reusable_schema(dsn))))
         cls._stack.callback(_schema.clear)
 
     @classmethod

@@ -10,7 +10,9 @@ on it (``agents``, ``admin``, ``claims``, ``holders``, ``maintenance``,
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, ExitStack
 from datetime import timedelta
@@ -132,6 +134,7 @@ class MachineBase(RuleBasedStateMachine):
         super().__init__()
         self._stack = ExitStack()
         self.portal = self._stack.enter_context(start_blocking_portal())
+        self._loop: asyncio.AbstractEventLoop = self.portal.call(asyncio.get_running_loop)
         self.store: Store = self._stack.enter_context(
             self.portal.wrap_async_context_manager(self.store_factory())
         )
@@ -161,14 +164,31 @@ class MachineBase(RuleBasedStateMachine):
         return UUID(int=self._next_id)
 
     def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        return self.portal.call(functools.partial(fn, *args, **kwargs))
+        result: T = self._on_loop(functools.partial(fn, *args, **kwargs))
+        return result
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` run (and awaited, if it returns an awaitable) on the portal's
+        event loop, as ``self.portal.call`` would; its result or its exception.
+
+        The loop keeps running in the portal's thread between calls, as before; only
+        the hand-over is leaner (``run_coroutine_threadsafe`` rather than a task the
+        portal spawns in its task group): a few times cheaper per call on a busy
+        machine, and the suite makes some 250 calls per example.
+        """
+
+        async def run() -> Any:
+            value = fn(*args)
+            return await value if inspect.isawaitable(value) else value
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
 
     def _reference_woke(self) -> None:
         self._woken = True
 
     def _mark(self) -> int | None:
         """The store's notifier position now (None when it has no notifier)."""
-        return None if self.notifier is None else self.portal.call(self.notifier.mark)
+        return None if self.notifier is None else self._on_loop(self.notifier.mark)
 
     def _both(
         self,
@@ -184,7 +204,7 @@ class MachineBase(RuleBasedStateMachine):
         """
         mark = self._mark()
         try:
-            got: Outcome = (self.portal.call(on_store), None)
+            got: Outcome = (self._on_loop(on_store), None)
         except WorkqueueError as error:
             got = (None, error)
         self._woken = False
@@ -209,7 +229,7 @@ class MachineBase(RuleBasedStateMachine):
     def _require_wake(self, mark: int | None, why: str) -> None:
         """The store's notifier, if any, woke after ``mark`` (or within ``WAKE_TIMEOUT``)."""
         notifier = self.notifier
-        if notifier is not None and not self.portal.call(notifier.wait, WAKE_TIMEOUT, mark):
+        if notifier is not None and not self._on_loop(notifier.wait, WAKE_TIMEOUT, mark):
             raise mismatch(f"{why}, but the store's notifier did not wake within {WAKE_TIMEOUT} s")
 
     def _agent(self, data: st.DataObject) -> UUID:
@@ -270,7 +290,7 @@ class MachineBase(RuleBasedStateMachine):
                 for index in range(len(calls)):
                     tg.start_soon(one, index)
 
-        self.portal.call(all_at_once)
+        self._on_loop(all_at_once)
         return outcomes
 
     def _sweep(self, limit: int) -> None:

@@ -73,7 +73,7 @@ class ClaimRules(MachineBase):
                 for agent_id in agents:
                     tg.start_soon(one, agent_id)
 
-        self.portal.call(all_at_once)
+        self._on_loop(all_at_once)
         seen: dict[UUID, UUID] = {}
         for agent_id, items in results.items():
             for item in items:
