@@ -18,6 +18,7 @@ from uuid import UUID
 
 from psycopg.abc import Buffer
 from psycopg.adapt import Dumper
+from psycopg.errors import NumericValueOutOfRange
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb, JsonbBinaryLoader
 
@@ -144,7 +145,11 @@ class Int4ArrayDumper(Dumper):
         if not obj:
             return _EMPTY_HEAD.pack(0, 0, _INT4_OID)
         pack = _INT4_ELEMENT.pack
-        return _ARRAY_HEAD.pack(1, 0, _INT4_OID, len(obj), 1) + b"".join([pack(4, v) for v in obj])
+        try:
+            elements = b"".join([pack(4, v) for v in obj])
+        except struct.error:  # as the server answers a list cast to integer[]
+            raise NumericValueOutOfRange("integer out of range") from None
+        return _ARRAY_HEAD.pack(1, 0, _INT4_OID, len(obj), 1) + elements
 
 
 # --- targeting ----------------------------------------------------------------
