@@ -136,8 +136,9 @@ WITH picked AS (
         claimed_by = %(agent)s,
         claimed_at = %(now)s,
         lease_expires_at = %(now)s + q.claim_timeout_us * interval '1 microsecond'
-    FROM picked
-    WHERE q.id = picked.id
+    -- an array, not a join with picked: joined, a queue of a few thousand rows was read
+    -- whole (hash join) for a hundred claimed rows; ids in an array are looked up by key
+    WHERE q.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING {", ".join(f"q.{c}" for c in CLAIMED_COLUMNS)}
 ), events AS (
     INSERT INTO {{s}}.work_events ({_EVENTS})

@@ -70,6 +70,8 @@ _CONNECT_KWARGS = {"options": "-c TimeZone=UTC", "autocommit": True}
 async def _configure(conn: Conn) -> None:
     """Set up a new pooled connection: the store's faster ``jsonb`` loader."""
     conn.adapters.register_loader("jsonb", codec.JsonbLoader)
+    conn.adapters.register_dumper(codec.UuidArray, codec.UuidArrayDumper)
+    conn.adapters.register_dumper(codec.Int4Array, codec.Int4ArrayDumper)
 
 
 def _check_limit(limit: int) -> None:
@@ -597,6 +599,8 @@ class PostgresStore:
             return quiet_outcomes([await self._complete_one(c, now) for c in completions])
         async with self._conn("complete_many") as conn:
             rows = await self._fetchall(conn, self.sql.complete_many_quiet, params)
+        if len(rows) == len(completions):  # distinct ids, one row each: all completed
+            return [None] * len(completions)
         completed = {row[0] for row in rows}
         outcomes: list[WorkqueueError | None] = []
         for c in completions:
@@ -855,11 +859,11 @@ def _completion_params(completions: Sequence[Completion], now: datetime) -> dict
     # An array whose entries are all the same (a worker's batch: one agent, no results, no
     # local retries) goes as one NULL that unnest pads: no per-entry array dump.
     return {
-        "ids": ids,
-        "attempts": [c.token.attempt for c in completions],
-        "agents": agents if one_agent is None else None,
+        "ids": codec.UuidArray(ids),
+        "attempts": codec.Int4Array([c.token.attempt for c in completions]),
+        "agents": codec.UuidArray(agents) if one_agent is None else None,
         "agent": one_agent,
         "results": results if any(r is not None for r in results) else None,
-        "local_retries": local_retries if any(local_retries) else None,
+        "local_retries": codec.Int4Array(local_retries) if any(local_retries) else None,
         "now": now,
     }

@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import attrs
+import pytest
+from psycopg.errors import NumericValueOutOfRange
 
+from pg_support import connect
 from workqueue_core.domain import transitions
 from workqueue_core.domain.models import (
     Agent,
@@ -84,3 +87,34 @@ def test_a_claimed_row_decodes_to_the_item_the_claim_made() -> None:
     assert decoded == claimed
     assert decoded.lease_expires_at == now + timedelta(seconds=90, microseconds=7)
     assert (decoded.attempt, decoded.executions, decoded.last_error) == (3, 2, pending.last_error)
+
+
+@pytest.mark.anyio
+async def test_batch_arrays_reach_the_server_as_the_lists_they_replace() -> None:
+    """``UuidArray`` / ``Int4Array`` write the binary arrays themselves: the server reads
+    back the same elements (and an empty array) as from psycopg's own list dump, and a
+    value out of ``integer`` range is refused as the server refuses the cast."""
+    ids = [uuid4() for _ in range(5)]
+    numbers = [0, 1, -2, 2**31 - 1, -(2**31)]
+    async with await connect() as conn:
+        conn.adapters.register_dumper(codec.UuidArray, codec.UuidArrayDumper)
+        conn.adapters.register_dumper(codec.Int4Array, codec.Int4ArrayDumper)
+        cur = conn.cursor(binary=True)
+        for uuids, ints in ((ids, numbers), ([], [])):
+            await cur.execute(
+                "SELECT %(u)b::uuid[], %(i)b::int[], %(u)b::uuid[] = %(lu)s::uuid[],"
+                " cardinality(%(i)b::int[])",
+                {
+                    "u": codec.UuidArray(uuids),
+                    "i": codec.Int4Array(ints),
+                    "lu": [str(u) for u in uuids],
+                },
+            )
+            assert await cur.fetchone() == (uuids, ints, True, len(ints))
+        await cur.execute(
+            "SELECT * FROM unnest(%(u)b::uuid[], %(i)b::int[])",
+            {"u": codec.UuidArray(ids), "i": codec.Int4Array(numbers)},
+        )
+        assert await cur.fetchall() == list(zip(ids, numbers, strict=True))
+        with pytest.raises(NumericValueOutOfRange):
+            await cur.execute("SELECT %(i)b::int[]", {"i": codec.Int4Array([1, 2**31])})

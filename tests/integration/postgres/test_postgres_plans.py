@@ -241,6 +241,34 @@ async def test_the_batch_path_reads_the_queue_and_log_by_index_after_a_long_hist
         ) in submit, submit
 
 
+SMALL_QUEUE = 3_000
+"""Pending items of a small queue: few enough that a join with the claimed ids made the
+planner read the whole queue (hash join over a sequential scan) to update a batch."""
+
+
+async def test_a_claim_updates_its_rows_by_primary_key_in_a_small_queue() -> None:
+    """claim_next updates the rows it picked through the primary key at any queue size:
+    with a few thousand rows, the claimed ids joined to the queue made a hash join over
+    a sequential scan of the queue, a whole-table read per claimed batch."""
+    new_id = SequentialIds(base=9_000_000)
+    async with fresh_postgres_store() as store:
+        agent = Agent(id=new_id(), name="a", registered_at=EPOCH)
+        await store.register_agent(agent)
+        await store.submit_many(_items(new_id, SMALL_QUEUE), "test", EPOCH)
+        async with await connect() as conn:
+            await conn.execute(f'ANALYZE "{store.schema}".work_queue')
+        claim = await _plan_scans(
+            store.sql.claim_next,
+            {"agent": agent.id, "now": EPOCH, "types": ["noop"], "limit": BATCH},
+        )
+        on_queue = {(kind, index) for kind, index, rel in claim if rel == "work_queue"}
+        assert on_queue == {
+            ("Index Scan", "work_queue_claim"),
+            ("Index Scan", "work_queue_pkey"),
+        }, claim
+        assert len(await store.claim_next(agent.id, EPOCH, ["noop"], BATCH)) == BATCH
+
+
 async def _target(store: PostgresStore, item: WorkItem) -> int:
     return await store._target_id(item.targeting)
 
