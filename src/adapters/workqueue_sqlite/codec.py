@@ -277,31 +277,39 @@ def ended_values(record: ExecutionRecord) -> tuple[Any, ...]:
     )
 
 
+def _submission(row: Row, targetings: TargetingCache | None) -> tuple[Any, ...]:
+    """The values of ``ITEM_FIELDS`` from ``id`` to ``callback_url`` (the submission's,
+    never changed by a transition) of a row selected with ``ITEM_SELECT``."""
+    if targetings is None:
+        targeting, policy = load_targeting(row[3]), load_policy(row[5])
+    else:
+        targeting, policy = targetings.get(row[3]), targetings.policy(row[5])
+    return (
+        UUID(row[0]),
+        row[1],
+        row[2],
+        targeting,
+        from_us(row[4]),
+        policy,
+        timedelta(microseconds=row[7]),
+        row[8],
+        opt_dt(row[9]),
+        row[10],
+        row[11],
+        load_map(row[12]),
+        row[13],
+    )
+
+
 def load_item(row: Row, targetings: TargetingCache | None = None) -> WorkItem:
     """The WorkItem of a row selected with ``ITEM_SELECT`` (a prefix of ``RECORD_SELECT``).
 
     The row was validated when it was written, so the item is built without running
     the model's validators again (``workqueue_core._stored``).
     """
-    if targetings is None:
-        targeting, policy = load_targeting(row[3]), load_policy(row[5])
-    else:
-        targeting, policy = targetings.get(row[3]), targetings.policy(row[5])
     return stored_item(
         (
-            UUID(row[0]),
-            row[1],
-            row[2],
-            targeting,
-            from_us(row[4]),
-            policy,
-            timedelta(microseconds=row[7]),
-            row[8],
-            opt_dt(row[9]),
-            row[10],
-            row[11],
-            load_map(row[12]),
-            row[13],
+            *_submission(row, targetings),
             _STATUS[row[14]],
             row[15],
             row[16],
@@ -311,6 +319,93 @@ def load_item(row: Row, targetings: TargetingCache | None = None) -> WorkItem:
             opt_dt(row[20]),
             load_failure(row[21]),
         )
+    )
+
+
+# --- the hot path: claims and completions straight from rows ---------------------------
+#
+# ``claim_next`` and ``complete_many`` change a handful of columns of rows they have just
+# read. Instead of decoding each row into an item, running the transition (which builds
+# and validates a second item and an ``Event``) and encoding the result again, these
+# functions compute the transition's columns from the row and build only what the caller
+# returns. They agree with ``transitions.claim`` / ``transitions.complete`` exactly:
+# ``tests/integration/sqlite/test_sqlite_hot_path.py`` compares them on the same rows.
+
+
+def claimed_from(
+    row: Row,
+    targetings: TargetingCache,
+    agent_id: UUID,
+    agent_text: str,
+    now: datetime,
+    now_us: int,
+) -> tuple[WorkItem, tuple[Any, ...], tuple[Any, ...]]:
+    """``transitions.claim`` of the PENDING item in ``row`` (``ITEM_SELECT``) by the agent,
+    whose eligibility the caller checked: the claimed item, the parameters of
+    ``sql.CLAIM_ITEM`` and the event's ``EVENT_COLUMNS`` values."""
+    submitted = _submission(row, targetings)
+    attempt, executions = row[15] + 1, row[16] + 1
+    lease = now + submitted[6]  # the claim timeout; OverflowError as in the transition
+    item = stored_item(
+        (
+            *submitted,
+            WorkStatus.CLAIMED,
+            attempt,
+            executions,
+            0,
+            agent_id,
+            now,
+            lease,
+            load_failure(row[21]),
+        )
+    )
+    lease_us = now_us + row[7]
+    update = ("CLAIMED", attempt, executions, 0, agent_text, now_us, lease_us, row[0])
+    actor = "agent:" + agent_text
+    event = (row[0], "PENDING", "CLAIMED", actor, now_us, attempt, executions, agent_text)
+    return item, update, (*event, row[11], "claimed")
+
+
+def completed_from(
+    row: Row,
+    targetings: TargetingCache,
+    agent_id: UUID,
+    now: datetime,
+    now_us: int,
+    result: str | None,
+    local_retries: int,
+) -> tuple[ExecutionRecord, tuple[Any, ...], tuple[Any, ...]]:
+    """``transitions.complete`` of the item in ``row`` (``ITEM_SELECT``), CLAIMED by the
+    agent under the token the caller checked: the record, the parameters of
+    ``sql.MOVE_TO_LOG`` (``ended_values``) and the event's ``EVENT_COLUMNS`` values."""
+    executions, retries = row[16], row[17]
+    if local_retries > retries:  # as transitions._charge_local_retries(clamp=True)
+        executions += local_retries - retries
+        retries = local_retries
+        if executions > row[6]:
+            retries -= executions - row[6]
+            executions = row[6]
+    item = stored_item(
+        (
+            *_submission(row, targetings),
+            WorkStatus.SUCCEEDED,
+            row[15],
+            executions,
+            retries,
+            agent_id,
+            opt_dt(row[19]),
+            None,
+            load_failure(row[21]),
+        )
+    )
+    actor = "agent:" + row[18]
+    record = stored_record(item, now, actor, result)
+    ended = (row[9], "SUCCEEDED", row[15], executions, retries, row[18], row[19], None)
+    event = (row[0], "CLAIMED", "SUCCEEDED", actor, now_us, row[15], executions, row[18])
+    return (
+        record,
+        (*ended, row[21], now_us, actor, result, row[0]),
+        (*event, row[11], "succeeded"),
     )
 
 

@@ -219,12 +219,7 @@ class SqliteStore:
 
         def op(tx: Tx) -> list[WorkItem]:
             agent = tx.require_agent(agent_id)
-            claims = [
-                transitions.claim(item, agent, now)
-                for item in tx.targets.claimable(agent, now, work_types, limit)
-            ]
-            tx.apply_claims(claims)
-            return [item for item, _ in claims]
+            return tx.claim(tx.targets.claimable_rows(agent, now, work_types, limit), agent, now)
 
         return await self._run(op)
 
@@ -269,28 +264,30 @@ class SqliteStore:
             if len(set(ids)) != len(ids):  # entries interact: one by one, in order
                 return [one(tx, c) for c in batch]
             held = tx.queued(ids)
+            now_us, targetings = codec.to_us(now), tx.targetings
             outcomes: list[ExecutionRecord | WorkqueueError] = []
-            ended: list[tuple[ExecutionRecord, Event]] = []
+            records: list[ExecutionRecord] = []
+            moves: list[tuple[Any, ...]] = []
+            events: list[tuple[Any, ...]] = []
             for c in batch:
-                item = held.get(c.token.work_id)
+                row = held.get(str(c.token.work_id))
                 if (
-                    item is None
-                    or item.status is not WorkStatus.CLAIMED
-                    or item.attempt != c.token.attempt
-                    or item.claimed_by != c.agent_id
+                    row is None
+                    or row[14] != "CLAIMED"
+                    or row[15] != c.token.attempt
+                    or row[18] != str(c.agent_id)
                 ):
                     outcomes.append(one(tx, c))  # explains the refusal; writes nothing
                     continue
-                try:
-                    record, event = transitions.complete(
-                        item, c.agent_id, now, c.result, c.local_retries
-                    )
-                except WorkqueueError as error:
-                    outcomes.append(error)
-                    continue
-                ended.append((record, event))
+                record, move, event = codec.completed_from(
+                    row, targetings, c.agent_id, now, now_us, c.result, c.local_retries
+                )
+                records.append(record)
+                moves.append(move)
+                events.append(event)
                 outcomes.append(record)
-            tx.apply_records(ended)
+            if records:
+                tx.write_ended(records, moves, events)
             return outcomes
 
         return await self._run(op)

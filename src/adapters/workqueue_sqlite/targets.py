@@ -36,6 +36,16 @@ class Targets:
         key) and checked against the queue for status, budget, ``not_before`` and
         work type: the cost does not grow with work targeted at other agents.
         """
+        targetings = self.targetings
+        return [
+            codec.load_item(row, targetings)
+            for row in self.claimable_rows(agent, now, work_types, limit)
+        ]
+
+    def claimable_rows(
+        self, agent: Agent, now: datetime, work_types: Sequence[str] | None, limit: int
+    ) -> list[codec.Row]:
+        """The queue rows (``ITEM_SELECT``) of ``claimable``, undecoded."""
         if agent.status is not AgentStatus.ACTIVE:
             return []
         text = sql.CLAIMABLE
@@ -48,8 +58,7 @@ class Targets:
             params.extend(types)
         text += sql.CLAIM_ORDER
         params.append(limit)
-        targetings = self.targetings
-        return [codec.load_item(row, targetings) for row in self.conn.execute(text, params)]
+        return self.conn.execute(text, params).fetchall()
 
     def agent_labels(self) -> list[tuple[UUID, dict[str, str]]]:
         """Every agent's id and labels, loaded once per transaction."""

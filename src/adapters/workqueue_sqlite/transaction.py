@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -81,8 +82,8 @@ class Tx:
         if event is not None:
             self.conn.execute(sql.INSERT_EVENT, codec.event_values(event))
 
-    def queued(self, ids: Sequence[UUID]) -> dict[UUID, WorkItem]:
-        """The queued items among these ids (one statement), by id."""
+    def queued(self, ids: Sequence[UUID]) -> dict[str, codec.Row]:
+        """The queue rows (``ITEM_SELECT``) among these ids (one statement), by id text."""
         if not ids:
             return {}
         rows = self.conn.execute(
@@ -90,50 +91,54 @@ class Tx:
             f" WHERE id IN ({', '.join('?' for _ in ids)})",
             [str(work_id) for work_id in ids],
         ).fetchall()
-        found = (codec.load_item(row, self.targetings) for row in rows)
-        return {item.id: item for item in found}
+        return {row[0]: row for row in rows}
 
-    def apply_claims(self, claims: Sequence[tuple[WorkItem, Event]]) -> None:
-        """Write ``transitions.claim`` results: their claim columns, no target rows (a
-        CLAIMED item is no agent's to claim), their events; a statement per kind."""
-        self.conn.executemany(
-            sql.CLAIM_ITEM,
-            [
-                (
-                    item.status.value,
-                    item.attempt,
-                    item.executions,
-                    item.local_retries,
-                    codec.opt_id(item.claimed_by),
-                    codec.opt_us(item.claimed_at),
-                    codec.opt_us(item.lease_expires_at),
-                    str(item.id),
-                )
-                for item, _ in claims
-            ],
-        )
-        self.targets.forget([str(item.id) for item, _ in claims])
-        self.conn.executemany(sql.INSERT_EVENT, [codec.event_values(e) for _, e in claims])
+    def claim(self, rows: Sequence[codec.Row], agent: Agent, now: datetime) -> list[WorkItem]:
+        """Claim the claimable rows (``Targets.claimable_rows``) for ``agent``:
+        ``transitions.claim`` of each (``codec.claimed_from``), written with a statement
+        per kind of row: their claim columns, no target rows (a CLAIMED item is no
+        agent's to claim), their events. Returns the claimed items."""
+        if not rows:
+            return []
+        agent_text, now_us, targetings = str(agent.id), codec.to_us(now), self.targetings
+        claims = [
+            codec.claimed_from(row, targetings, agent.id, agent_text, now, now_us) for row in rows
+        ]
+        self.conn.executemany(sql.CLAIM_ITEM, [update for _, update, _ in claims])
+        self.targets.forget([row[0] for row in rows])
+        self.conn.executemany(sql.INSERT_EVENT, [event for _, _, event in claims])
+        return [item for item, _, _ in claims]
 
     def apply_records(self, ended: Sequence[tuple[ExecutionRecord, Event | None]]) -> None:
         """Move items that ended into the log with their events, a statement per kind.
 
         A record's submission columns are copied from its queue row (``sql.MOVE_TO_LOG``).
         Their target rows are the caller's: a CLAIMED item has none."""
-        moved = self.conn.executemany(
-            sql.MOVE_TO_LOG, [codec.ended_values(r) for r, _ in ended]
-        ).rowcount
-        if moved != len(ended):  # some item is not queued here: write every record whole
-            self.conn.executemany(sql.INSERT_RECORD, [codec.record_values(r) for r, _ in ended])
-        self.conn.executemany(sql.DELETE_ITEM, [(str(record.id),) for record, _ in ended])
+        self.write_ended(
+            [record for record, _ in ended],
+            [codec.ended_values(r) for r, _ in ended],
+            [codec.event_values(e) for _, e in ended if e is not None],
+        )
+
+    def write_ended(
+        self,
+        records: Sequence[ExecutionRecord],
+        moves: Sequence[Sequence[Any]],
+        events: Sequence[Sequence[Any]],
+    ) -> None:
+        """``apply_records`` of encoded values: ``moves`` the parameters of
+        ``sql.MOVE_TO_LOG`` of each record in ``records``, ``events`` their events'."""
+        moved = self.conn.executemany(sql.MOVE_TO_LOG, moves).rowcount
+        if moved != len(records):  # some item is not queued here: write every record whole
+            self.conn.executemany(sql.INSERT_RECORD, [codec.record_values(r) for r in records])
+        self.conn.executemany(sql.DELETE_ITEM, [(move[-1],) for move in moves])
         due = [
-            (str(record.id), codec.to_us(record.finished_at), codec.to_us(at))
-            for record, _ in ended
+            (move[-1], move[-4], codec.to_us(at))
+            for record, move in zip(records, moves, strict=True)
             if (at := callbacks.first_attempt(record)) is not None
         ]
         if due:
             self.conn.executemany(sql.PUT_CALLBACK, due)
-        events = [codec.event_values(e) for _, e in ended if e is not None]
         self.conn.executemany(sql.INSERT_EVENT, events)
 
 
