@@ -18,6 +18,8 @@ recorded; the schema is dropped afterwards.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import random
 import time
 import uuid
@@ -34,6 +36,10 @@ from workqueue_core.service.broker import BrokerService
 WORK_TYPE = "noop"
 SUBMIT_BATCH = 1000
 DEFAULT_DSN = "postgresql://root@127.0.0.1:5432/test"
+CPU_SECONDS: list[float] = []
+"""Client CPU seconds (``time.process_time``) of each timed drain phase, appended per drain."""
+PROFILER: cProfile.Profile | None = None
+"""When set, profiles the timed drain phase (``--profile``)."""
 
 
 class SystemClock:
@@ -105,12 +111,18 @@ async def drain_with_worker(dsn: str, schema: str, n: int, concurrency: int, bat
         for worker in workers:
             worker.register(WORK_TYPE, _noop)
         async with anyio.create_task_group() as tg:
+            if PROFILER is not None:
+                PROFILER.enable()
+            cpu = time.process_time()
             started = time.perf_counter()
             for worker in workers:
                 tg.start_soon(worker.run)
             while sum(w.stats.succeeded for w in workers) < n:
                 await anyio.sleep(0.002)
             seconds = time.perf_counter() - started
+            CPU_SECONDS.append(time.process_time() - cpu)
+            if PROFILER is not None:
+                PROFILER.disable()
             for worker in workers:
                 worker.stop()
         failed = [w.stats for w in workers if w.stats.report_errors or w.stats.lease_lost]
@@ -138,12 +150,24 @@ def main() -> None:
     parser.add_argument("-n", "--jobs", type=int, default=20_000)
     parser.add_argument("--claimers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=100)
-    args = parser.parse_args()
-    rate = anyio.run(drain_with_worker, args.dsn, args.schema, args.jobs, args.claimers, args.batch)
-    print(
-        f"executor: {args.jobs} no-op jobs, {args.claimers} workers x {2 * args.batch} slots, "
-        f"batch {args.batch}: {rate:,.0f} jobs/s"
+    parser.add_argument("--repeat", type=int, default=1, help="drains, each in a fresh schema")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="profile the drains; print top N"
     )
+    args = parser.parse_args()
+    global PROFILER
+    if args.profile:
+        PROFILER = cProfile.Profile()
+    for round_ in range(args.repeat):
+        schema = args.schema if round_ == 0 else f"{args.schema}_{round_}"
+        rate = anyio.run(drain_with_worker, args.dsn, schema, args.jobs, args.claimers, args.batch)
+        print(
+            f"executor: {args.jobs} no-op jobs, {args.claimers} workers x {2 * args.batch} "
+            f"slots, batch {args.batch}: {rate:,.0f} jobs/s, "
+            f"client CPU {CPU_SECONDS[-1] / args.jobs * 1e6:.1f} us per item"
+        )
+    if PROFILER is not None:
+        pstats.Stats(PROFILER).sort_stats("tottime").print_stats(args.profile)
 
 
 if __name__ == "__main__":
