@@ -118,6 +118,7 @@ class HandlerTasks:
                         for rest in entries[index:handed_on]:
                             self._spawn([rest])
                         handed_on = index
+                        self._keep_only(entries[index - 1])
                         await _resumed(coro, step, context)
                 except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
                     raise  # not the task's own fault: the loop or its owner is stopping
@@ -127,6 +128,12 @@ class HandlerTasks:
             # only reached with entries left when one raised before suspending
             for rest in entries[index:handed_on]:
                 self._spawn([rest])
+
+    def _keep_only(self, entry: Entry) -> None:
+        """The running task now runs ``entry`` alone: forget the entries that ended in it."""
+        task = asyncio.current_task()
+        if task in self._tasks:
+            self._tasks[task] = ((entry,), self._tasks[task][1])
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         entries, runner = self._tasks.pop(task)
