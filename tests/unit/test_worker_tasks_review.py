@@ -71,12 +71,6 @@ def entries(handlers: dict[str, Callable[[], Any]]) -> list[Entry]:
     return [(make(), anyio.CancelScope(), name) for name, make in handlers.items()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an entry that cancels its own task and ends without suspending leaves the "
-    "cancellation request (_must_cancel, cancelling()) on the shared task: the next "
-    "entry to suspend is cancelled instead",
-)
 async def test_an_entry_that_cancels_its_own_task_does_not_cancel_the_next_entries() -> None:
     async def body(run: Run, shared: bool) -> None:
         async def cancels_itself() -> None:

@@ -101,10 +101,18 @@ class HandlerTasks:
         task.add_done_callback(self._ended)
 
     async def _run(self, entries: Sequence[Entry]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
         handed_on = len(entries)  # entries from here on are (or will be) other tasks' own
         index = 0
         try:
             while index < handed_on:
+                if task.cancelling() != cancelling:
+                    # an entry cancelled its own task (task.cancel()) and ended: a task
+                    # of its own would end cancelled, so this one does, and the entries
+                    # left get their own (in ``finally``) rather than that cancellation
+                    break
                 coro, scope, _ = entries[index]
                 index += 1
                 context = contextvars.copy_context()  # as a task of its own would get
@@ -125,7 +133,8 @@ class HandlerTasks:
                 except BaseException as error:
                     self._crashed(error)
         finally:
-            # only reached with entries left when one raised before suspending
+            # only reached with entries left when one raised, or cancelled this task,
+            # before suspending
             for rest in entries[index:handed_on]:
                 self._spawn([rest])
 
