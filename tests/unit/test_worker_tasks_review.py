@@ -404,7 +404,12 @@ async def test_a_per_entry_deadline_expiring_in_a_shared_task_cancels_that_entry
 
             return run_it
 
-        scopes = [anyio.CancelScope(deadline=anyio.current_time() + 0.01) for _ in range(3)]
+        now = anyio.current_time()
+        # only the slow one's deadline can pass: the others' are out of reach
+        scopes = [
+            anyio.CancelScope(deadline=now + deadline)
+            for deadline in (HANG_GUARD, 0.01, HANG_GUARD)
+        ]
         run.start(
             [
                 (quick(), scopes[0], "quick"),
@@ -505,9 +510,11 @@ async def test_cancelling_an_entrys_task_after_that_entry_ended_affects_no_other
             # comes after the handler has ended
             run.task_of["a"] = asyncio.current_task()
 
+        go = anyio.Event()
+
         async def waits() -> None:
             try:
-                await anyio.sleep(0.05)
+                await go.wait()
                 run.steps.append("b ended")
             except asyncio.CancelledError:
                 run.steps.append("b cancelled")
@@ -521,6 +528,8 @@ async def test_cancelling_an_entrys_task_after_that_entry_ended_affects_no_other
         task = run.task_of["a"]
         assert task is not None
         task.cancel()
+        await anyio.sleep(0.005)
+        go.set()
         await run.ended()
 
     alone, shared = await both(body)
