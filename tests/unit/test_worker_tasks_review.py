@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable, Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 import anyio
@@ -535,3 +536,77 @@ async def test_cancelling_an_entrys_task_after_that_entry_ended_affects_no_other
     alone, shared = await both(body)
     assert alone.steps == ["b ended"]
     assert shared.steps == alone.steps
+
+
+async def test_a_bad_yield_is_thrown_back_into_the_entry_as_a_task_would() -> None:
+    @types.coroutine
+    def bad_yield() -> Generator[Any, Any, None]:
+        yield 42  # not a future: a task throws a RuntimeError back in
+
+    async def body(run: Run, shared: bool) -> None:
+        async def quick() -> None:
+            run.steps.append("quick")
+
+        async def bad() -> None:
+            try:
+                await bad_yield()
+            except RuntimeError as error:
+                run.steps.append(str(error).split(":")[0])
+            await asyncio.sleep(0)
+            run.steps.append("bad went on")
+
+        run.start(entries({"q": quick, "b": bad, "q2": quick}), shared)
+        await run.ended()
+
+    alone, shared = await both(body)
+    assert sorted(alone.steps) == ["Task got bad yield", "bad went on", "quick", "quick"]
+    assert sorted(shared.steps) == sorted(alone.steps)
+    assert alone.crashes == shared.crashes == 0
+
+
+async def test_cancel_all_called_by_an_entry_before_it_suspends() -> None:
+    async def body(run: Run, shared: bool) -> None:
+        def quick(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
+            async def run_it() -> None:
+                run.steps.append(f"{name} ended")
+
+            return run_it
+
+        async def stops() -> None:
+            run.tasks.cancel_all()  # e.g. a handler asking the worker to stop
+            run.steps.append("stops ended")
+
+        def checkpoints(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
+            async def run_it() -> None:
+                try:
+                    await anyio.sleep(0)
+                    run.steps.append(f"{name} passed its checkpoint")
+                except anyio.get_cancelled_exc_class():
+                    run.steps.append(f"{name} cancelled")
+                    raise
+
+            return run_it
+
+        run.start(
+            entries(
+                {
+                    "a": quick("a"),
+                    "s": stops,
+                    "c": checkpoints("c"),
+                    "d": quick("d"),
+                    "e": checkpoints("e"),
+                }
+            ),
+            shared,
+        )
+        await run.ended()
+
+    alone, shared = await both(body)
+    assert sorted(alone.steps) == [
+        "a ended",
+        "c cancelled",
+        "d ended",
+        "e cancelled",
+        "stops ended",
+    ]
+    assert sorted(shared.steps) == sorted(alone.steps)
