@@ -8,6 +8,7 @@ concurrency limit and graceful shutdown.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -560,6 +561,84 @@ async def test_cancelled_work_cancels_the_handler(harness: Harness) -> None:
     assert worker.stats.lease_lost == 1
     assert (await harness.events(work_id))[-1].to_status is WorkStatus.CANCELED
     await harness.check_replay(work_id)
+
+
+async def test_one_claim_of_handlers_that_suspend_and_handlers_that_do_not(
+    harness: Harness,
+) -> None:
+    # One claim: handlers that end without suspending share a task (HandlerTasks.start_many);
+    # a timeout, a lost claim and a slow success among them each end only their own attempt.
+    worker = make_worker(harness, concurrency=8, batch=8)
+    source = gated(worker)
+    started = anyio.Event()
+    go_on = anyio.Event()
+    waiting_tasks: set[object] = set()
+    outcome: dict[str, str] = {}
+    claimed_before_running: list[int] = []
+
+    @worker.handler("quick")
+    async def quick(job: Job) -> str:
+        claimed_before_running.append(worker.stats.claimed)
+        return f"quick {job.spec}"
+
+    @worker.handler("timed", timeout=0.05)
+    async def timed(job: Job) -> str:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            outcome["timed"] = "cancelled"
+        return "never"  # pragma: no cover
+
+    @worker.handler("lost")
+    async def lost(job: Job) -> str:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            outcome["lost"] = "cancelled"
+        return "never"  # pragma: no cover
+
+    @worker.handler("waits")
+    async def waits(job: Job) -> str:
+        task = asyncio.current_task()
+        waiting_tasks.add(task)
+        await go_on.wait()
+        assert asyncio.current_task() is task
+        return "waited"
+
+    kinds = ["quick", "timed", "quick", "lost", "waits", "quick", "waits", "quick"]
+    ids = [
+        await harness.submit(kind, str(n), max_retries=0, base_delay=600)
+        for n, kind in enumerate(kinds)
+    ]
+    lost_id = ids[kinds.index("lost")]
+    async with running(worker):
+        await started.wait()
+        await until(lambda: "timed" in outcome)
+        await harness.service.cancel(lost_id, "admin", "no longer needed")
+        await until(lambda: "lost" in outcome)
+        go_on.set()
+        records = await harness.wait_ended(*ids)
+        await until(lambda: worker.running == 0)
+
+    assert claimed_before_running == [8] * 4  # the eight came in one claim
+    assert source.claim_calls >= 1
+    by_kind = {
+        kind: [r for k, r in zip(kinds, records, strict=True) if k == kind] for kind in kinds
+    }
+    assert [r.result for r in by_kind["quick"]] == ["quick 0", "quick 2", "quick 5", "quick 7"]
+    assert all(r.status is WorkStatus.SUCCEEDED for r in by_kind["quick"] + by_kind["waits"])
+    [timed_record] = by_kind["timed"]
+    assert timed_record.status is WorkStatus.FAILED
+    assert timed_record.item.last_error is not None
+    assert timed_record.item.last_error.reason == TIMEOUT
+    [lost_record] = by_kind["lost"]
+    assert lost_record.status is WorkStatus.CANCELED
+    assert outcome == {"timed": "cancelled", "lost": "cancelled"}
+    assert len(waiting_tasks) == 2  # each handler that waited had a task of its own
+    assert (worker.stats.succeeded, worker.stats.timeouts, worker.stats.lease_lost) == (6, 1, 1)
+    for work_id in ids:
+        await harness.check_replay(work_id)
 
 
 async def test_concurrency_limit_is_never_exceeded(harness: Harness) -> None:

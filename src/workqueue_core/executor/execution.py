@@ -1,7 +1,8 @@
-"""Attempt execution: each claimed item runs in a task of its own, in its claim's scope.
+"""Attempt execution: each claimed item runs as in a task of its own, in its claim's scope.
 
 ``start`` registers a claim's attempts, schedules their first heartbeats and starts
-their tasks; a task runs the ``Runner`` and hands a success to the batched reporter
+them together (``HandlerTasks.start_many``: attempts whose handler ends without
+suspending share one task); a task runs the ``Runner`` and hands a success to the batched reporter
 (whose answer ends the attempt) or reports any other outcome itself. When the claim's
 cancel scope is cancelled (claim lost, stopped, released, or the worker cancelled),
 the attempt is settled in a shielded scope before the cancellation goes on.
@@ -21,7 +22,7 @@ from workqueue_core.executor.options import WorkerOptions, WorkerStats
 from workqueue_core.executor.outcomes import Outcomes
 from workqueue_core.executor.runner import TIMEOUT, Runner
 from workqueue_core.executor.state import SHUTDOWN_REASON, Attempt, WorkerState
-from workqueue_core.executor.tasks import HandlerTasks
+from workqueue_core.executor.tasks import Entry, HandlerTasks
 
 __all__ = ["Execution"]
 
@@ -50,9 +51,10 @@ class Execution:
         self._heartbeats = heartbeats
         self.tasks = HandlerTasks(on_crash=lambda: None)
         self.new_scope: Callable[[], anyio.CancelScope] = anyio.CancelScope
+        self._names: dict[str, str] = {}  # a task's name by work type
 
     def start(self, items: Sequence[WorkItem], agent_id: UUID) -> None:
-        """Run each claimed item in a task of its own.
+        """Run each claimed item as in a task of its own (``HandlerTasks.start_many``).
 
         This runs once per claimed item: the clock is read once per claim, and a
         claim's items, which almost always share one lease, share one heartbeat period.
@@ -64,8 +66,9 @@ class Execution:
         state = self._state
         attempts = state.attempts
         new_scope = self.new_scope
-        start_task = self.tasks.start
         execute = self._execute
+        names = self._names
+        entries: list[Entry] = []
         lease = None
         period = earliest = 0.0
         for item in items:
@@ -77,8 +80,12 @@ class Execution:
             if state.grace_over:
                 attempt.release(SHUTDOWN_REASON)
             attempts.add(attempt)
-            start_task(execute(attempt, agent_id), f"workqueue {item.work_type}", attempt.scope)
+            name = names.get(item.work_type)
+            if name is None:
+                name = names[item.work_type] = f"workqueue {item.work_type}"
+            entries.append((execute(attempt, agent_id), attempt.scope, name))
             earliest = due if earliest == 0.0 else min(earliest, due)
+        self.tasks.start_many(entries)
         self._stats.claimed += len(items)
         self._heartbeats.wake_by(earliest)
 
