@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -22,6 +21,7 @@ from test_worker_support import (
     Harness,
     fast_options,
     harness_for,
+    running,
     until,
 )
 
@@ -58,16 +58,6 @@ pytestmark = pytest.mark.anyio
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     async with harness_for(request.param) as made:
         yield made
-
-
-@asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[UUID]:
-    """Run ``worker`` for the body, then stop it gracefully and wait for it to end."""
-    with anyio.fail_after(HANG_GUARD):
-        async with anyio.create_task_group() as tg:
-            agent_id: UUID = await tg.start(worker.run)
-            yield agent_id
-            worker.stop()
 
 
 def make_worker(harness: Harness, name: str = "worker-1", **options: object) -> Worker:

@@ -33,7 +33,7 @@ from workqueue_core.domain.models import (
 from workqueue_core.domain.replay import agrees, replay
 from workqueue_core.domain.retry import RetryPolicy
 from workqueue_core.executor.reports import ReportPolicy
-from workqueue_core.executor.worker import WorkerOptions
+from workqueue_core.executor.worker import Worker, WorkerOptions
 from workqueue_core.ports import Store
 from workqueue_core.ports.agent import WorkSource
 from workqueue_core.service.broker import BrokerService
@@ -290,6 +290,16 @@ async def harness_for(kind: str) -> AsyncIterator[Harness]:
     else:
         async with postgres_harness() as harness:
             yield harness
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[UUID]:
+    """Run ``worker`` for the body, then stop it gracefully and wait for it to end."""
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            agent_id: UUID = await tg.start(worker.run)
+            yield agent_id
+            worker.stop()
 
 
 def test_broker_service_is_a_work_source() -> None:

@@ -4,27 +4,15 @@ of one claim must not affect each other, as if each ran in a task of its own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from uuid import UUID
 
 import anyio
 import pytest
-from test_worker_support import HANG_GUARD, fast_options, memory_harness
+from test_worker_support import fast_options, memory_harness, running
 
 from workqueue_core.domain.models import WorkStatus
 from workqueue_core.executor.worker import Job, Worker
 
 pytestmark = pytest.mark.anyio
-
-
-@asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[UUID]:
-    with anyio.fail_after(HANG_GUARD):
-        async with anyio.create_task_group() as tg:
-            agent_id: UUID = await tg.start(worker.run)
-            yield agent_id
-            worker.stop()
 
 
 async def test_a_handler_cancelling_its_own_task_does_not_interrupt_the_next_item_claimed() -> None:
