@@ -366,6 +366,12 @@ def claimed_from(
     return item, update, (*event, row[11], "claimed")
 
 
+def held_under(row: Row, attempt: int, agent_id: UUID) -> bool:
+    """Whether the item in ``row`` (``ITEM_SELECT``) is CLAIMED by ``agent_id`` under
+    the token of ``attempt``: the claims ``completed_from`` may complete."""
+    return bool(row[14] == "CLAIMED" and row[15] == attempt and row[18] == str(agent_id))
+
+
 def completed_from(
     row: Row,
     targetings: TargetingCache,

@@ -271,12 +271,7 @@ class SqliteStore:
             events: list[tuple[Any, ...]] = []
             for c in batch:
                 row = held.get(str(c.token.work_id))
-                if (
-                    row is None
-                    or row[14] != "CLAIMED"
-                    or row[15] != c.token.attempt
-                    or row[18] != str(c.agent_id)
-                ):
+                if row is None or not codec.held_under(row, c.token.attempt, c.agent_id):
                     outcomes.append(one(tx, c))  # explains the refusal; writes nothing
                     continue
                 record, move, event = codec.completed_from(
