@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from workqueue_core.domain.errors import SpecError
 from workqueue_core.domain.models import FailureClass
-from workqueue_core.ports.work_type import InstanceState, Owner, StopStep
+from workqueue_core.ports.work_type import InstanceState, InstanceStatus, Owner, StopStep
 from workqueue_core.work.k8s_shapes import DNS_LABEL
 from workqueue_core.work.reconcile_labels import (
     INSTANCE_LABEL,
@@ -500,6 +501,114 @@ def test_a_job_is_pending_until_a_pod_has_run() -> None:
 def test_no_job_reads_as_not_found() -> None:
     missing = JOB_TYPE.observe([])
     assert (missing.state, missing.reason) == (InstanceState.PENDING, "JobNotFound")
+
+
+# --- finish time -----------------------------------------------------------------------
+
+T = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def at(minutes: int) -> str:
+    return (T + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def timed(kind: str, reason: str, minutes: int | None) -> dict[str, Any]:
+    condition = {"type": kind, "status": "True", "reason": reason}
+    if minutes is not None:
+        condition["lastTransitionTime"] = at(minutes)
+    return condition
+
+
+def observed_with(*conditions: dict[str, Any], **status: Any) -> InstanceStatus:
+    fresh = JOB_TYPE.instance_objects(OWNER, [job()], 0)[0]
+    return JOB_TYPE.observe([{**fresh, "status": {**status, "conditions": list(conditions)}}])
+
+
+def test_a_failed_job_finished_when_failed_became_true_not_at_failure_target() -> None:
+    # The real controller: FailureTarget when it decides, Failed once the pods are gone.
+    for reason in FAILED_REASONS:
+        result = observed_with(
+            timed("FailureTarget", reason, 1), timed("Failed", reason, 3), failed=1
+        )
+        assert result.state is InstanceState.FAILED
+        assert result.finished_at == T + timedelta(minutes=3)
+    # The condition order in the list does not matter.
+    result = observed_with(
+        timed("Failed", "BackoffLimitExceeded", 3),
+        timed("FailureTarget", "BackoffLimitExceeded", 1),
+    )
+    assert result.finished_at == T + timedelta(minutes=3)
+
+
+def test_a_failed_job_without_a_failed_time_has_none_not_failure_targets() -> None:
+    result = observed_with(
+        timed("FailureTarget", "PodFailurePolicy", 1), timed("Failed", "PodFailurePolicy", None)
+    )
+    assert result.state is InstanceState.FAILED
+    assert result.finished_at is None
+
+
+def test_a_succeeded_job_finished_when_complete_became_true() -> None:
+    result = observed_with(
+        timed("SuccessCriteriaMet", "CompletionsReached", 2),
+        timed("Complete", "CompletionsReached", 4),
+        completionTime=at(5),
+        succeeded=1,
+    )
+    assert (result.state, result.finished_at) == (InstanceState.SUCCEEDED, T + timedelta(minutes=4))
+    # Success is read from SuccessCriteriaMet before Complete is there: its time then.
+    early = observed_with(timed("SuccessCriteriaMet", "SuccessPolicy", 2), succeeded=1)
+    assert (early.state, early.finished_at) == (InstanceState.SUCCEEDED, T + timedelta(minutes=2))
+
+
+def test_a_success_without_a_condition_time_falls_back_to_the_completion_time() -> None:
+    result = observed_with(timed("Complete", "CompletionsReached", None), completionTime=at(5))
+    assert result.finished_at == T + timedelta(minutes=5)
+    assert observed_with(timed("Complete", "CompletionsReached", None)).finished_at is None
+    # completionTime is written on success only: a failure never reads it.
+    failed = observed_with(timed("Failed", "DeadlineExceeded", None), completionTime=at(5))
+    assert failed.finished_at is None
+
+
+@pytest.mark.parametrize(
+    "value", ["", "yesterday", "2030-01-01", "2030-01-01T00:00:00", 1893456000, None, ["x"]]
+)
+def test_a_transition_time_that_is_not_an_aware_time_gives_none(value: object) -> None:
+    condition = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    condition["lastTransitionTime"] = value  # type: ignore[assignment]
+    result = observed_with(condition)
+    assert result.state is InstanceState.FAILED
+    assert result.finished_at is None
+
+
+def test_a_transition_time_with_an_offset_or_fraction_is_read_exactly() -> None:
+    condition = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    condition["lastTransitionTime"] = "2030-01-01T02:00:00.250000+02:00"
+    result = observed_with(condition)
+    assert result.finished_at == T + timedelta(milliseconds=250)
+    assert result.finished_at is not None and result.finished_at.utcoffset() == timedelta(hours=2)
+
+
+def test_a_job_that_has_not_finished_has_no_finish_time() -> None:
+    for conditions in (
+        [timed("FailureTarget", "PodFailurePolicy", 1)],
+        [timed("Suspended", "JobSuspended", 1)],
+        [timed("Failed", "BackoffLimitExceeded", 1) | {"status": "False"}],
+        [],
+    ):
+        result = observed_with(*conditions, active=1, ready=1)
+        assert result.state in (InstanceState.RUNNING, InstanceState.PENDING)
+        assert result.finished_at is None
+    assert JOB_TYPE.observe([]).finished_at is None
+
+
+def test_only_a_finished_instance_has_a_finish_time_and_it_is_aware() -> None:
+    with pytest.raises(ValueError, match="finished instance"):
+        InstanceStatus(InstanceState.RUNNING, finished_at=T)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        InstanceStatus(InstanceState.SUCCEEDED, finished_at=datetime(2030, 1, 1))
+    east = T.astimezone(timezone(timedelta(hours=3)))
+    assert InstanceStatus(InstanceState.SUCCEEDED, finished_at=east).finished_at == T
 
 
 # --- stop ------------------------------------------------------------------------------

@@ -200,6 +200,47 @@ def test_a_retryable_failure_waits_the_backoff_then_applies_the_next_instance() 
     assert world.job(0) is not None, "failed Jobs are kept (removed with their Work)"
 
 
+def test_the_backoff_counts_from_when_the_job_failed_not_when_it_was_seen() -> None:
+    world = World(make_work(max_retries=2))
+    step(world)
+    world.advance(timedelta(seconds=30))
+    # The Job failed at 10 s; the controller sees it at 30 s (a slow watch).
+    world.set_job_status(0, failed(), ago=timedelta(seconds=20))
+    decision = step(world)
+    assert world.work.status.next_retry_time == "2030-01-01T00:01:10Z"  # 10 s + 60 s
+    assert decision.requeue_after == timedelta(seconds=40)
+    assert "due at 2030-01-01T00:01:10Z" in world.work.status.message
+    world.advance(timedelta(seconds=40))
+    assert kinds(step(world)) == ["ApplyInstance", "WriteStatus", "Requeue"]
+
+
+def test_a_failure_seen_after_its_backoff_has_passed_is_retried_at_once() -> None:
+    world = World(make_work(max_retries=2))
+    step(world)
+    world.advance(timedelta(hours=5))
+    # A controller back after an outage sees a Job that failed four hours ago.
+    world.set_job_status(0, failed(), ago=timedelta(hours=4))
+    decision = step(world)
+    assert kinds(decision) == ["WriteStatus", "Requeue"], "scheduling and applying: two decisions"
+    status = world.work.status
+    assert (status.retries, status.next_retry_time) == (1, "2030-01-01T05:00:01Z")
+    assert decision.requeue_after == timedelta(seconds=1)
+    assert condition(status, CONDITION_TEMPLATE_APPLIED)[:2] == ("False", "RetryScheduled")
+    assert world.decide(POLICY).writes == ()
+    world.advance(timedelta(seconds=1))
+    assert kinds(step(world)) == ["ApplyInstance", "WriteStatus", "Requeue"]
+    assert [index for index, _, _ in world.created] == [0, 1]
+
+
+def test_a_failure_time_ahead_of_the_controllers_clock_counts_as_now() -> None:
+    world = World(make_work(max_retries=2))
+    step(world)
+    world.advance(timedelta(seconds=30))
+    world.set_job_status(0, failed(), ago=timedelta(seconds=-600))  # a skewed clock
+    step(world)
+    assert world.work.status.next_retry_time == "2030-01-01T00:01:30Z"  # 30 s + 60 s
+
+
 def test_two_retryable_failures_then_success() -> None:
     world = World(make_work(max_retries=3))
     step(world)

@@ -8,13 +8,18 @@ spec changes, concurrent Work updates and the Work's deletion.  After every step
 * at most one live instance (a Job that may still run pods);
 * every created instance index is at most the ``maxRetries`` in force at its create, and
   at most ``maxRetries + 1`` instances exist in all (for a fixed ``maxRetries``);
-* a retry is scheduled with exactly the policy's delay (jitter included) and its instance
-  is not created before it is due;
+* a retry is scheduled with exactly the policy's delay (jitter included), counted from
+  the failed Job's ``Failed`` ``lastTransitionTime`` when it has one (a retry due already
+  is scheduled for the next second: at once) and from the decision when it has none, and
+  its instance is not created before it is due;
 * a terminal phase never changes (nor retries, completionTime, result), and neither a
   terminal Work nor one being deleted gets a new instance; the latter no status write;
 * a decision is a function of the observation (the same one twice, the same decision);
 * after a decision is performed completely, the Work's ``observedGeneration`` is its
   ``generation``, and reconciling the same observation again writes nothing.
+
+A second property: given the failure's time, the retry's due time does not depend on when
+the failure is observed.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import hypothesis.strategies as st
-from hypothesis import event, settings
+from hypothesis import event, given, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from test_reconcile_world import (
+    JOB_TYPE,
     RUNNING,
     UID,
     World,
@@ -36,7 +42,14 @@ from test_reconcile_world import (
 )
 
 from workqueue_core.domain.retry import Jitter, RetryPolicy
-from workqueue_core.work.reconcile import ApplyInstance, format_time, jitter_sample, parse_time
+from workqueue_core.ports.work_type import InstanceState
+from workqueue_core.work.reconcile import (
+    ApplyInstance,
+    format_time,
+    jitter_sample,
+    parse_time,
+    reconcile,
+)
 from workqueue_core.work.reconcile_policy import RETRY_POLICY_ANNOTATION, format_retry_policy
 from workqueue_core.work.resource import WorkPhase, WorkResourceStatus
 from workqueue_kubernetes.job import FAILED_REASONS
@@ -56,6 +69,11 @@ OUTCOMES: list[dict[str, Any]] = [
 
 RARE = st.integers(0, 4).map(lambda n: n == 0)
 """True one time in five: for events that end or derail a history."""
+
+AGO = st.none() | st.sampled_from([0, 1, 59, 600, 86400]).map(lambda s: timedelta(seconds=s))
+"""How long before it is set a Job's new conditions transitioned (None: no time given)."""
+
+SECOND = timedelta(seconds=1)
 
 
 @st.composite
@@ -145,10 +163,28 @@ class WorkHistory(RuleBasedStateMachine):
             delay = self.policy.delay(retry, jitter_sample(UID, retry))
             low, high = self.policy.delay_bounds(retry)
             assert low <= delay <= high
-            assert world.now + delay <= due <= world.now + delay + timedelta(seconds=1)
+            failed_at = self._failure_time(before.retries, hidden)
+            if failed_at is None:
+                assert world.now + delay <= due <= world.now + delay + SECOND
+            else:
+                event("a retry counted from the failure's time")
+                counted = min(failed_at, world.now) + delay
+                if counted > world.now:
+                    assert counted <= due < counted + SECOND
+                else:
+                    assert due == world.now.replace(microsecond=0) + SECOND, "due: at once"
             assert decision.requeue_after == due - world.now
             self.retry_due[retry] = due
         return world.perform(decision, limit=limit, linger=linger)
+
+    def _failure_time(self, index: int, hidden: frozenset[str]) -> datetime | None:
+        """When the observed instance ``index`` failed, as its Job says (None: it did not
+        fail, is not observed, or its Job gives no time)."""
+        objects = self.world.observe(hidden).get(index)
+        if not objects:
+            return None
+        status = JOB_TYPE.observe(objects)
+        return status.finished_at if status.state is InstanceState.FAILED else None
 
     @rule()
     def reconcile(self) -> None:
@@ -194,18 +230,22 @@ class WorkHistory(RuleBasedStateMachine):
             self.reconcile()
 
     @precondition(lambda self: bool(self.world.jobs))
-    @rule(outcome=st.sampled_from(OUTCOMES), newest=st.integers(0, 3), data=st.data())
-    def a_job_changes(self, outcome: dict[str, Any], newest: int, data: st.DataObject) -> None:
+    @rule(outcome=st.sampled_from(OUTCOMES), newest=st.integers(0, 3), data=st.data(), ago=AGO)
+    def a_job_changes(
+        self, outcome: dict[str, Any], newest: int, data: st.DataObject, ago: timedelta | None
+    ) -> None:
         indices = sorted({int(name.rsplit("-", 1)[1]) for name in self.world.jobs})
         # Mostly the newest Job (the current instance), sometimes an old one.
         index = indices[-1] if newest else data.draw(st.sampled_from(indices))
-        self.world.set_job_status(index, outcome)
+        self.world.set_job_status(index, outcome, ago=ago)
 
     @precondition(lambda self: bool(self.world.jobs))
-    @rule(outcome=st.sampled_from(OUTCOMES))
-    def a_job_changes_and_the_controller_reacts(self, outcome: dict[str, Any]) -> None:
+    @rule(outcome=st.sampled_from(OUTCOMES), ago=AGO)
+    def a_job_changes_and_the_controller_reacts(
+        self, outcome: dict[str, Any], ago: timedelta | None
+    ) -> None:
         index = max(int(name.rsplit("-", 1)[1]) for name in self.world.jobs)
-        self.world.set_job_status(index, outcome)
+        self.world.set_job_status(index, outcome, ago=ago)
         self.reconcile()
 
     @precondition(lambda self: bool(self.world.jobs))
@@ -278,3 +318,53 @@ class WorkHistory(RuleBasedStateMachine):
 
 TestWorkHistory = WorkHistory.TestCase
 TestWorkHistory.settings = settings(max_examples=250, stateful_step_count=40, deadline=None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    policy=policies(),
+    ran_for=st.integers(0, 7200),
+    lags=st.lists(
+        st.timedeltas(timedelta(0), timedelta(seconds=700))
+        | st.timedeltas(timedelta(0), timedelta(days=2)),
+        min_size=2,
+        max_size=4,
+    ),
+)
+def test_a_retry_is_due_at_the_same_time_whenever_its_failure_is_observed(
+    policy: RetryPolicy, ran_for: int, lags: list[timedelta]
+) -> None:
+    """Given the Job's failure time, the retry's due time is that time + the backoff,
+    whether the failure is observed at once, late, or by a controller started long
+    after; past due, the retry is scheduled for the next second (applied at once)."""
+    world = World(make_work(max_retries=1))
+    assert world.perform(world.decide(policy))
+    world.advance(timedelta(seconds=ran_for))
+    assert world.set_job_status(0, failed(), ago=timedelta(0))
+    failed_at = world.now
+    delay = policy.delay(1, jitter_sample(UID, 1))
+    due = failed_at + delay
+    if due.microsecond:
+        due = due.replace(microsecond=0) + SECOND  # status times have whole seconds
+    scheduled = failed_at
+    for lag in lags:
+        now = failed_at + lag
+        decision = reconcile(world.work, world.observe(), now, JOB_TYPE, policy)
+        status = decision.status
+        assert status is not None and status.retries == 1
+        assert status.next_retry_time is not None
+        scheduled = parse_time(status.next_retry_time)
+        assert decision.requeue_after == scheduled - now
+        assert not any(isinstance(a, ApplyInstance) for a in decision.actions)
+        if now < due:
+            event("observed before the retry is due")
+            assert scheduled == due, "the due time does not depend on the observation"
+        else:
+            event("observed after the retry was due")
+            assert scheduled == now.replace(microsecond=0) + SECOND, "at once"
+    # The last observation's decision performed, the retry is applied when scheduled.
+    world.now = failed_at + lags[-1]
+    assert world.perform(reconcile(world.work, world.observe(), world.now, JOB_TYPE, policy))
+    world.now = scheduled
+    applied = world.decide(policy)
+    assert [a.index for a in applied.actions if isinstance(a, ApplyInstance)] == [1]

@@ -177,14 +177,21 @@ class World:
 
     # --- the Job controller ------------------------------------------------------
 
-    def set_job_status(self, index: int, status: Mapping[str, Any]) -> bool:
+    def set_job_status(
+        self, index: int, status: Mapping[str, Any], *, ago: timedelta | None = None
+    ) -> bool:
         """Set a Job's status as its controller would; a finished Job stays finished
-        (False then)."""
+        (False then).  With ``ago``, conditions without a ``lastTransitionTime`` get
+        ``now - ago`` (the Job controller stamps them; ``ago`` > 0: a transition seen
+        late); without, they stay without (an older object)."""
         job = self.job(index)
         assert job is not None, f"no Job of instance {index}"
         if JOB_TYPE.observe([job]).state.value in ("Succeeded", "Failed"):
             return False
         job["status"] = copy.deepcopy(dict(status))
+        if ago is not None:
+            for condition in job["status"].get("conditions", ()):
+                condition.setdefault("lastTransitionTime", format_time(self.now - ago))
         return True
 
     def job(self, index: int) -> dict[str, Any] | None:
@@ -281,6 +288,19 @@ def test_a_finished_job_stays_finished() -> None:
     assert world.set_job_status(0, failed()) is True
     assert world.set_job_status(0, RUNNING) is False
     assert world.live_instances() == []
+
+
+def test_a_job_status_set_with_ago_has_its_transition_times_in_the_past() -> None:
+    world = World(make_work())
+    job = JOB_TYPE.instance_objects(owner_of(world.work), world.work.spec.templates, 0)[0]
+    world.create(job)
+    world.advance(timedelta(hours=1))
+    assert world.set_job_status(0, failed(), ago=timedelta(minutes=5)) is True
+    stored = world.job(0)
+    assert stored is not None
+    [condition] = stored["status"]["conditions"]
+    assert condition["lastTransitionTime"] == "2030-01-01T00:55:00Z"
+    assert JOB_TYPE.observe([stored]).finished_at == T0 + timedelta(minutes=55)
 
 
 def test_a_stale_status_write_is_a_conflict() -> None:

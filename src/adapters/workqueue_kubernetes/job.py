@@ -11,7 +11,8 @@
   owned by the Work (``controller`` and ``blockOwnerDeletion``), with the Work's labels and
   the instance labels (on the Job and its pod template) and ``backoffLimit: 0``.
 * ``observe``: the Job's conditions read through ``CONDITION_STATES`` and
-  ``FAILED_REASONS`` (every condition type and reason of the upstream ``types.go``).
+  ``FAILED_REASONS`` (every condition type and reason of the upstream ``types.go``); a
+  finished Job's finish time from its terminal condition (``finished_at``).
 * ``stop``: delete the Job with ``propagationPolicy: Background``.
 
 ``docs/work-controller.md`` has the reason table and the choices behind it.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import jsonschema
@@ -51,6 +53,7 @@ __all__ = [
     "KUBERNETES_VERSION",
     "SUCCEEDED_REASONS",
     "JobWorkType",
+    "finished_at",
     "job_schema_validator",
     "observe_job",
     "validate_job",
@@ -281,8 +284,34 @@ def _text(condition: Mapping[str, Any], field: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _time(value: object) -> datetime | None:
+    """A ``metav1.Time`` (RFC 3339, ``2030-01-01T00:00:00Z``); None unless it is one with
+    an offset."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None and when.utcoffset() is not None else None
+
+
+def finished_at(job: Mapping[str, Any], condition: Mapping[str, Any]) -> datetime | None:
+    """When a finished Job finished: the ``lastTransitionTime`` of ``condition``, the
+    terminal condition its state is read from (``Complete``, else ``SuccessCriteriaMet``;
+    ``Failed``).  A success without one falls back to ``status.completionTime`` (written
+    with ``Complete``, on success only); a failure has no other time (``FailureTarget``'s
+    is when the failure was decided, with pods still terminating).  None when absent or
+    not a time."""
+    when = _time(condition.get("lastTransitionTime"))
+    if when is None and condition.get("type") in ("Complete", "SuccessCriteriaMet"):
+        when = _time(_mapping(job.get("status")).get("completionTime"))
+    return when
+
+
 def observe_job(job: Mapping[str, Any]) -> InstanceStatus:
-    """One Job's status as an instance status (see ``CONDITION_STATES``)."""
+    """One Job's status as an instance status (see ``CONDITION_STATES``; a finished Job's
+    time from ``finished_at``)."""
     name = _text(_mapping(job.get("metadata")), "name")
     conditions = _conditions(job)
     for condition_type in _ORDER:
@@ -293,11 +322,23 @@ def observe_job(job: Mapping[str, Any]) -> InstanceStatus:
         message = _text(condition, "message")
         state = CONDITION_STATES[condition_type]
         if state is InstanceState.SUCCEEDED:
-            return InstanceStatus(state, reason, message, results={"job": name})
+            return InstanceStatus(
+                state,
+                reason,
+                message,
+                results={"job": name},
+                finished_at=finished_at(job, condition),
+            )
         if state is InstanceState.FAILED:
             failure_class = FAILED_REASONS.get(reason, FailureClass.RETRYABLE)
             failure = Failure(failure_class, reason, message or f"Job {name} failed ({reason})")
-            return InstanceStatus(state, reason, failure.message, failure=failure)
+            return InstanceStatus(
+                state,
+                reason,
+                failure.message,
+                failure=failure,
+                finished_at=finished_at(job, condition),
+            )
         if state is InstanceState.RUNNING:
             detail = f": {message}" if message else ""
             return InstanceStatus(

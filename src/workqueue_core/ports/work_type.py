@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import attrs
@@ -54,6 +55,12 @@ class InstanceStatus:
     ``failure`` is set exactly when ``state`` is FAILED: its class decides whether the
     Work retries. ``results`` are what a succeeded instance produced (an image digest, a
     commit), written to the Work's ``status.results``.
+
+    ``finished_at`` is when a finished instance (SUCCEEDED or FAILED) finished, as its
+    objects record it (for a Job, its terminal condition's ``lastTransitionTime``):
+    timezone-aware, and None while it runs or when the objects do not say (older objects,
+    a work type that cannot tell).  A retry's backoff counts from it; without it, from
+    the decision that sees the failure.
     """
 
     state: InstanceState
@@ -61,10 +68,17 @@ class InstanceStatus:
     message: str = ""
     failure: Failure | None = None
     results: Mapping[str, str] = attrs.field(factory=dict)
+    finished_at: datetime | None = None
 
     def __attrs_post_init__(self) -> None:
         if (self.failure is not None) != (self.state is InstanceState.FAILED):
             raise ValueError("an instance has a failure exactly when it failed")
+        if self.finished_at is None:
+            return
+        if self.state not in (InstanceState.SUCCEEDED, InstanceState.FAILED):
+            raise ValueError("only a finished instance has a finish time")
+        if self.finished_at.tzinfo is None or self.finished_at.utcoffset() is None:
+            raise ValueError("an instance's finish time must be timezone-aware")
 
 
 @attrs.frozen

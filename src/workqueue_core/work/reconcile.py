@@ -23,9 +23,11 @@ Rules (``docs/work-controller.md`` has the full table):
 3. Instances other than the current one that are still live are stopped.
 4. The current instance succeeded: phase Succeeded, ``completionTime``, ``status.result``.
 5. It failed: a permanent failure, or a retryable one with ``retries == maxRetries``,
-   ends the Work Failed; otherwise ``retries`` + 1 and ``nextRetryTime`` = now + the
-   backoff (the item's ``RetryPolicy``, see ``reconcile_policy``), rounded up to a whole
-   second and at least the next one.
+   ends the Work Failed; otherwise ``retries`` + 1 and ``nextRetryTime`` = the failure's
+   time + the backoff (the item's ``RetryPolicy``, see ``reconcile_policy``), rounded up
+   to a whole second and at least the next one.  The failure's time is the instance's
+   ``finished_at`` (at most now), or now when the work type gives none or the controller
+   itself gives up on the instance (rules 6, 7).
 6. It is pending (no progress) for ``claimTimeout`` seconds since it was applied: it is
    stopped and fails retryably (reason ``NoProgress``).
 7. It is missing although applied: after a grace of ``INSTANCE_GRACE`` (the informer may
@@ -480,11 +482,15 @@ class _Reconciler:
         actions: Sequence[Action],
         policy: RetryPolicy,
         after: Sequence[Action] = (),
+        failed_at: datetime | None = None,
     ) -> Decision:
         """The current instance failed: retry it within the budget, or end the Work.
 
         ``after`` follows the status write: stopping the instance given up on comes after
         recording it, so a lost write leaves that instance to be judged again.
+        ``failed_at`` is when the instance failed, if its work type says: the backoff
+        counts from it, so the retry's due time does not depend on when the failure is
+        observed.  A time after ``now`` (clock skew) counts as ``now``.
         """
         n = self.index
         reason = _reason(failure.reason, "Failed")
@@ -503,9 +509,11 @@ class _Reconciler:
             )
         retry = n + 1
         delay = policy.delay(retry, jitter_sample(self.owner.uid, retry))
+        start = self.now if failed_at is None else min(failed_at, self.now)
         # Status times have whole seconds: due is the next whole second at the earliest,
-        # so scheduling a retry and applying it are always two decisions.
-        due = max(_ceil_seconds(self.now + delay), self.now.replace(microsecond=0) + _SECOND)
+        # so scheduling a retry and applying it are always two decisions (a retry due
+        # already, its failure long past, is applied by the next decision, at once).
+        due = max(_ceil_seconds(start + delay), self.now.replace(microsecond=0) + _SECOND)
         status = attrs.evolve(
             self.base,
             phase=WorkPhase.RUNNING,
@@ -626,7 +634,9 @@ def reconcile(
     if current is not None and current.status.state is InstanceState.SUCCEEDED:
         return r.succeeded(current.status)
     if current is not None and current.status.failure is not None:
-        return r.failed(current.status.failure, stops, backoff)
+        return r.failed(
+            current.status.failure, stops, backoff, failed_at=current.status.finished_at
+        )
     if current is not None and current.live:
         applied_at = _applied_at(base, now)
         deadline = applied_at + timedelta(seconds=work.spec.claim_timeout)

@@ -7,8 +7,10 @@ and checks the Work's status and the Jobs that were made.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +233,84 @@ async def test_a_forbidden_instance_is_retried_under_the_budget(
     assert [
         j["metadata"]["labels"]["workqueue.dev/instance"] for j in jobs_of(fake_kube, work)
     ] == ["1"]
+
+
+# --- the backoff counts from the Job's failure ---------------------------------------------
+
+TEN_MINUTES = json.dumps(
+    {"baseDelaySeconds": 600, "multiplier": 1.0, "maxDelaySeconds": 600, "jitter": "none"}
+)
+
+
+async def a_job_failed_while_no_controller_ran(
+    fake_kube: FakeKube, kubeconfig: Path, name: str, ago: float
+) -> dict[str, Any]:
+    """A Work whose instance 0 a first controller applied and which failed ``ago``
+    seconds before now, after that controller stopped; the Job of instance 0."""
+    fake_kube.jobs.enabled = False  # the Job stays pending until ``finish``
+    async with running_controller(kubeconfig, status_delay=0) as (_, client):
+        await create(client, job_work(name, "Failed", "Complete", retry_policy=TEN_MINUTES))
+        with anyio.fail_after(10):
+            while ((fake_kube.get("works", NS, name) or {}).get("status") or {}).get(
+                "phase"
+            ) != "Running":
+                await anyio.sleep(0.02)
+    [job] = jobs_of(fake_kube, fake_kube.get("works", NS, name) or {})
+    assert await fake_kube.jobs.finish(NS, job["metadata"]["name"], "Failed", ago=ago)
+    fake_kube.jobs.enabled = True
+    failed = fake_kube.get("jobs", NS, job["metadata"]["name"])
+    assert failed is not None
+    return failed
+
+
+def failed_at(job: Mapping[str, Any]) -> datetime:
+    [failed] = [c for c in job["status"]["conditions"] if c["type"] == "Failed"]
+    return datetime.fromisoformat(failed["lastTransitionTime"])
+
+
+async def test_a_controller_started_long_after_a_job_failed_retries_at_once(
+    fake_kube: FakeKube, kubeconfig: Path
+) -> None:
+    await a_job_failed_while_no_controller_ran(fake_kube, kubeconfig, "late", ago=3600)
+    # Its backoff (600 s) ended 50 minutes ago: the new controller applies instance 1 at
+    # once, not a backoff after it sees the failure (the bound here is far below 600 s).
+    started = datetime.now(UTC)
+    async with running_controller(kubeconfig, status_delay=0):
+        work = await terminal(fake_kube, "late", seconds=20)
+    assert (work["status"]["phase"], work["status"]["retries"]) == ("Succeeded", 1)
+    jobs = jobs_of(fake_kube, work)
+    assert [j["metadata"]["labels"]["workqueue.dev/instance"] for j in jobs] == ["0", "1"]
+    created = datetime.fromisoformat(jobs[1]["metadata"]["creationTimestamp"])
+    assert created < started + timedelta(seconds=600)
+
+
+@pytest.mark.parametrize("ago", [0, 100])
+async def test_a_recent_failure_still_waits_its_backoff_counted_from_the_failure(
+    fake_kube: FakeKube, kubeconfig: Path, ago: float
+) -> None:
+    job = await a_job_failed_while_no_controller_ran(fake_kube, kubeconfig, "recent", ago=ago)
+    async with running_controller(kubeconfig, status_delay=0) as (controller, client):
+        with anyio.fail_after(10):
+            while ((fake_kube.get("works", NS, "recent") or {}).get("status") or {}).get(
+                "retries"
+            ) != 1:
+                await anyio.sleep(0.02)
+        work = fake_kube.get("works", NS, "recent")
+        assert work is not None
+        due = failed_at(job) + timedelta(seconds=600)
+        assert datetime.fromisoformat(work["status"]["nextRetryTime"]) == due
+        assert condition(work, "TemplateApplied")["reason"] == "RetryScheduled"
+        # A later reconcile (a spec change: it records observedGeneration) still waits.
+        await client.merge_patch(WORKS, "recent", {"spec": {"claimTimeout": 601}}, namespace=NS)
+        with anyio.fail_after(10):
+            while ((fake_kube.get("works", NS, "recent") or {}).get("status") or {}).get(
+                "observedGeneration"
+            ) != 2:
+                await anyio.sleep(0.02)
+        work = fake_kube.get("works", NS, "recent")
+        assert work is not None
+        assert work["status"]["nextRetryTime"] == due.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert [j["metadata"]["name"] for j in jobs_of(fake_kube, work)] == ["recent-0"]
+        with anyio.fail_after(10):
+            while controller.queue.delayed != 1:  # to be woken up when the retry is due
+                await anyio.sleep(0.02)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -821,6 +822,29 @@ async def test_job_controller_never_and_toggle(
     assert "conditions" not in running["status"]
     assert running["status"]["active"] == 1
     assert "status" not in idle
+
+
+@pytest.mark.parametrize(
+    ("outcome", "conditions"),
+    [("Failed", ["FailureTarget", "Failed"]), ("Complete", ["SuccessCriteriaMet", "Complete"])],
+)
+async def test_job_controller_finishes_a_job_on_demand_in_the_past(
+    api_client: client.ApiClient, fake_kube: FakeKube, outcome: str, conditions: list[str]
+) -> None:
+    fake_kube.jobs.enabled = False
+    await client.BatchV1Api(api_client).create_namespaced_job(NS, job("old"))
+    before = datetime.now(UTC).replace(microsecond=0)
+    assert await fake_kube.jobs.finish(NS, "old", outcome, ago=3600)
+    after = datetime.now(UTC)
+    assert await fake_kube.jobs.finish(NS, "missing", outcome) is False
+    status = (fake_kube.get("jobs", NS, "old") or {})["status"]
+    assert [c["type"] for c in status["conditions"]] == conditions
+    times = [status["startTime"]] + [c["lastTransitionTime"] for c in status["conditions"]]
+    if outcome == "Complete":
+        times.append(status["completionTime"])
+    hour = timedelta(hours=1)
+    for text in times:
+        assert before - hour <= datetime.fromisoformat(text) <= after - hour, text
 
 
 # --- more resources -------------------------------------------------------------------------

@@ -28,12 +28,17 @@ writes, the interim condition
 ``active: 0`` and ``ready: 0``.  Every condition has ``status: "True"``, ``reason``, ``message``,
 ``lastProbeTime`` and ``lastTransitionTime``.  Jobs are written in-process (no HTTP, no
 injected faults) and each write is a real MODIFIED watch event.
+
+``JobController.finish`` drives one Job to an outcome on demand, its times set in the
+past: a Job that finished long before a controller looked (disable the simulated
+controller first, so that it leaves the Job alone).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -103,13 +108,20 @@ def default_job(job: dict[str, Any]) -> None:
         job["metadata"]["labels"].setdefault(key, name)
 
 
-def _condition(kind: str, reason: str, message: str) -> dict[str, str]:
-    now = now_rfc3339()
+def _time_ago(seconds: float) -> str:
+    """``now_rfc3339`` ``seconds`` ago."""
+    if not seconds:
+        return now_rfc3339()
+    return (datetime.now(UTC) - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(kind: str, reason: str, message: str, ago: float = 0.0) -> dict[str, str]:
+    when = _time_ago(ago)
     return {
         "type": kind,
         "status": "True",
-        "lastProbeTime": now,
-        "lastTransitionTime": now,
+        "lastProbeTime": when,
+        "lastTransitionTime": when,
         "reason": reason,
         "message": message,
     }
@@ -190,19 +202,37 @@ class JobController:
         if outcome == "never":
             return
         await asyncio.sleep(delay)
+        await self._finish(job, outcome, 0.0)
+
+    async def finish(self, namespace: str, name: str, outcome: str, *, ago: float = 0.0) -> bool:
+        """Drive Job ``namespace/name`` to ``outcome`` (as the annotations name them) now:
+        the interim condition, then the terminal one, with ``lastTransitionTime`` (and a
+        success's ``completionTime``) ``ago`` seconds in the past.  False when there is
+        no such Job."""
+        job = self.server.get("jobs", namespace, name)
+        if job is None:
+            return False
+        if "startTime" not in (job.get("status") or {}):
+            started = {"startTime": _time_ago(ago), "active": 1, "ready": 1}
+            if not await self._write_status(job, started):
+                return False
+        return await self._finish(job, outcome, ago)
+
+    async def _finish(self, job: dict[str, Any], outcome: str, ago: float) -> bool:
         spec = job.get("spec") or {}
         if outcome in _SUCCESS:
             reason, message = _SUCCESS[outcome]
             succeeded = spec.get("completions") or 1
-            interim = _condition("SuccessCriteriaMet", reason, message)
+            interim = _condition("SuccessCriteriaMet", reason, message, ago)
             if not await self._write_status(
                 job, {"conditions": [interim], "active": 0, "ready": 0, "succeeded": succeeded}
             ):
-                return
+                return False
             await asyncio.sleep(self.step)
-            final = _condition("Complete", reason, message)
-            await self._write_status(job, {"conditions": [final], "completionTime": now_rfc3339()})
-            return
+            final = _condition("Complete", reason, message, ago)
+            return await self._write_status(
+                job, {"conditions": [final], "completionTime": _time_ago(ago)}
+            )
         reason = outcome.partition(":")[2] or "BackoffLimitExceeded"
         if outcome in ("FailedIndexes", "MaxFailedIndexesExceeded"):
             reason = outcome
@@ -217,10 +247,11 @@ class JobController:
         extra: dict[str, Any] = {}
         if reason in ("FailedIndexes", "MaxFailedIndexesExceeded"):
             extra["failedIndexes"] = "0"
-        interim = _condition("FailureTarget", reason, message)
+        interim = _condition("FailureTarget", reason, message, ago)
         if not await self._write_status(
             job, {"conditions": [interim], "active": 0, "ready": 0, "failed": failed, **extra}
         ):
-            return
+            return False
         await asyncio.sleep(self.step)
-        await self._write_status(job, {"conditions": [_condition("Failed", reason, message)]})
+        final = _condition("Failed", reason, message, ago)
+        return await self._write_status(job, {"conditions": [final]})
