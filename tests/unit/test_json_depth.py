@@ -85,6 +85,17 @@ def test_deep_bodies_are_refused_cheaply_at_any_depth() -> None:
             check_depth(nested(depth))
 
 
+def test_many_nests_side_by_side_count_as_the_deepest() -> None:
+    under = nested(MAX_JSON_DEPTH - 1, arrays=True)
+    wide = b"[" + b",".join([b"[]", under, nested(5)] * 200) + b"]"
+    assert json_depth(wide) == MAX_JSON_DEPTH
+    check_depth(wide)
+    over = wide[:-1] + b"," + nested(MAX_JSON_DEPTH, arrays=True) + b"]"
+    assert json_depth(over) == MAX_JSON_DEPTH + 1
+    with pytest.raises(BodyTooDeep):
+        check_depth(over)
+
+
 @pytest.mark.parametrize(
     ("body", "at_least"),
     [
