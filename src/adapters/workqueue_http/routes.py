@@ -89,7 +89,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRo
 # --- documented problems -----------------------------------------------------------
 
 _DESCRIPTIONS = {
-    400: "The request is malformed (not JSON, wrong types, missing fields).",
+    400: "The request is malformed (not JSON, wrong types, missing fields, nested too deeply).",
     401: "No valid bearer token.",
     403: "The token may not do this (an agent acting outside its own rights).",
     404: "Unknown work item or agent.",

@@ -1,9 +1,9 @@
 """The broker's ASGI application: ``create_app`` wires the API, errors, health and metrics.
 
 Every error leaves as ``application/problem+json`` (``problems.py``): core errors by
-their code, HTTP-level failures (auth, routing, validation, body size) by theirs.
-Anything else is a bug: it is logged with its traceback and answered with a 500
-problem that reveals nothing.
+their code, HTTP-level failures (auth, routing, validation, body size, nesting depth)
+by theirs. Anything else is a bug: it is logged with its traceback and answered with a
+500 problem that reveals nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from workqueue_core.service.broker import BrokerService
 from workqueue_http import wire
 from workqueue_http.auth import Authenticator
 from workqueue_http.metrics import BrokerMetrics
+from workqueue_http.nesting import BodyTooDeep, DepthCheckedRequest
 from workqueue_http.problems import (
     INTERNAL_ERROR,
     NOT_READY,
@@ -86,6 +87,8 @@ def _on_http_error(request: Request[Any, Any, Any], error: Exception) -> Respons
     problem = http_problem(status, str(error.detail))
     if isinstance(error, ValidationException):
         problem.errors = _validation_errors(error.extra)
+    if isinstance(error, BodyTooDeep):
+        problem.limit = error.limit
     headers = {k: v for k, v in (error.headers or {}).items() if k.lower() == "allow"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="workqueue"'
@@ -93,7 +96,11 @@ def _on_http_error(request: Request[Any, Any, Any], error: Exception) -> Respons
 
 
 def _on_recursion(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
-    """Input nested deeper than the decoder's recursion limit: the client's fault."""
+    """Input nested deeper than the decoder's recursion limit: the client's fault.
+
+    A backstop: ``DepthCheckedRequest`` refuses JSON bodies deeper than
+    ``MAX_JSON_DEPTH`` before they are decoded.
+    """
     return problem_response(http_problem(400, "the request body is nested too deeply"))
 
 
@@ -273,6 +280,7 @@ def create_app(
         middleware=[observe_requests(metrics)],
         openapi_config=openapi,
         request_max_body_size=max_body_bytes,
+        request_class=DepthCheckedRequest,
         state=State({"api": context, "metrics": metrics}),
         logging_config=None,
         debug=False,

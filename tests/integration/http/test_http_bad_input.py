@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from integration.http.support import (
     running_broker,
     server_errors,
 )
+from workqueue_http.nesting import MAX_JSON_DEPTH
 from workqueue_http.problems import PROBLEM_BASE
 
 pytestmark = pytest.mark.anyio
@@ -184,15 +186,117 @@ async def test_bad_submits_get_their_specific_problem(
     assert await total(http) == before
 
 
+def refused_for_depth(response: httpx.Response) -> None:
+    """``response`` is the 400 of a body nested deeper than the limit, naming the limit."""
+    assert response.status_code == 400, response.text
+    details = problem(response)
+    assert details["type"] == PROBLEM_BASE + "bad-request"
+    assert details["limit"] == MAX_JSON_DEPTH
+    assert f"limit of {MAX_JSON_DEPTH} levels" in details["detail"]
+
+
+def deep_selector(depth: int, *, arrays: bool = False) -> str:
+    """A selector (as JSON text) nesting ``depth`` levels itself."""
+    if arrays:
+        return '{"matchLabels":' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    return '{"a":' * (depth - 1) + "{}" + "}" * (depth - 1)
+
+
+def submit_text(selector: str) -> str:
+    """A submit body around ``selector``: two levels above it."""
+    return '{"work_type": "t", "spec": "x", "targeting": {"selector": ' + selector + "}}"
+
+
 @pytest.mark.parametrize(
     "selector",
     ['{"a":' * 5000 + "1" + "}" * 5000, '{"matchLabels":' + "[" * 100_000 + "]" * 100_000 + "}"],
     ids=["deep-objects", "deep-arrays"],
 )
 async def test_deeply_nested_json_is_400(http: httpx.AsyncClient, selector: str) -> None:
-    body = '{"work_type": "t", "spec": "x", "targeting": {"selector": ' + selector + "}}"
-    response = await submit(http, body)
-    assert (response.status_code, problem(response)["type"]) == (400, PROBLEM_BASE + "bad-request")
+    before = await total(http)
+    refused_for_depth(await submit(http, submit_text(selector)))
+    assert await total(http) == before
+
+
+@pytest.mark.parametrize("arrays", [False, True], ids=["objects", "arrays"])
+async def test_a_submit_at_the_depth_limit_is_decoded_and_one_more_is_refused(
+    http: httpx.AsyncClient, arrays: bool
+) -> None:
+    before = await total(http)
+    at_limit = submit_text(deep_selector(MAX_JSON_DEPTH - 2, arrays=arrays))
+    response = await submit(http, at_limit)
+    # Decoded: the service judges the (invalid) selector.
+    assert (response.status_code, problem(response)["type"]) == (
+        422,
+        PROBLEM_BASE + "invalid-selector",
+    ), response.text
+    refused_for_depth(await submit(http, submit_text(deep_selector(MAX_JSON_DEPTH - 1))))
+    assert await total(http) == before
+
+
+async def test_brackets_inside_strings_do_not_count(http: httpx.AsyncClient) -> None:
+    before = await total(http)
+    text = '[{"\\' * 2000 + "]}" * 100
+    response = await submit(http, submit_body(spec=text, correlation_id="[" * 200))
+    assert response.status_code == 201, response.text
+    assert response.json()["work"]["item"]["spec"] == text
+    assert await total(http) == before + 1
+
+
+async def submit_batch(http: httpx.AsyncClient, *items: str) -> httpx.Response:
+    """POST /work/batch with ``items`` given as JSON text."""
+    body = '{"items": [' + ", ".join(items) + "]}"
+    headers = {**admin_headers(), "Content-Type": "application/json"}
+    return await http.post("/api/v1/work/batch", content=body.encode(), headers=headers)
+
+
+async def test_a_batch_submit_deeper_than_the_limit_is_refused_whole(
+    http: httpx.AsyncClient,
+) -> None:
+    before = await total(http)
+    good = json.dumps(submit_body())
+    # items [ { targeting { selector: four levels above the selector.
+    deep = '{"work_type": "t", "spec": "x", "targeting": {"selector": %s}}'
+    at_limit = deep % deep_selector(MAX_JSON_DEPTH - 4)
+    response = await submit_batch(http, good, at_limit)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert results[0]["created"] is True
+    assert results[1]["error"]["type"] == PROBLEM_BASE + "invalid-selector"
+    over = deep % deep_selector(MAX_JSON_DEPTH - 3, arrays=True)
+    response = await submit_batch(http, good, over)
+    refused_for_depth(response)
+    assert await total(http) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "shallower_status", "shallower_code"),
+    [
+        (
+            f"/api/v1/work/{MISSING}/complete",
+            '{"attempt": 1, "result": null, "x": %s}',
+            422,
+            "invalid-input",  # decoded: the admin names no agent
+        ),
+        (f"/api/v1/agents/{MISSING}/work/complete", '{"completions": %s}', 400, "bad-request"),
+        (f"/api/v1/agents/{MISSING}/work/claim", '{"work_types": %s}', 400, "bad-request"),
+    ],
+    ids=["complete", "complete-many", "claim-next"],
+)
+async def test_other_json_routes_refuse_deep_bodies_before_anything_else(
+    http: httpx.AsyncClient, path: str, body: str, shallower_status: int, shallower_code: str
+) -> None:
+    deep = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH  # in the body: one level more
+    headers = {**admin_headers(), "Content-Type": "application/json"}
+    refused_for_depth(await http.post(path, content=(body % deep).encode(), headers=headers))
+    shallower = "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1)
+    response = await http.post(path, content=(body % shallower).encode(), headers=headers)
+    details = problem(response)
+    assert (response.status_code, details["type"]) == (
+        shallower_status,
+        PROBLEM_BASE + shallower_code,
+    )
+    assert "limit" not in details, details
 
 
 async def test_alias_bomb_names_the_aliases(http: httpx.AsyncClient) -> None:
