@@ -6,6 +6,25 @@ sides and requires the same outcome. The rules, grouped by subject, are mixins
 on it (``agents``, ``admin``, ``claims``, ``holders``, ``maintenance``,
 ``callbacks``, ``observations``) and the checks after each step are in
 ``invariants``; ``machine`` puts them together.
+
+Races (``concurrent_claims``, ``concurrent_sweeps``, ``concurrent_callbacks_due``)
+run on the real store and the machine adopts whatever outcome the store produced,
+so after one the reference's state (who holds what, what was swept, hence what
+is CLAIMED, logged or pruned) may differ between a run and Hypothesis's replay of
+the same choices. The machine's *choices* must therefore never depend on it:
+
+* preconditions read only state that no race changes: ``agent_ids``,
+  ``work_ids`` being non-empty, ``submits``, and ``tokens`` being non-empty (a race
+  of claims succeeds at least once in any order, or else changes nothing);
+* every draw has the same shape whatever the state offers: an index with fixed
+  bounds resolved modulo the list (``pick``, ``pick_or_none``, ``sampled``), and
+  no draw made or skipped because of race-dependent state;
+* an outcome is adopted in a canonical order (e.g. the racers' drawn order, not
+  the order they finished in).
+
+Otherwise Hypothesis sees other rules enabled, or other draws, for the same
+prefix and raises ``FlakyStrategyDefinition`` instead of passing or shrinking a
+bug (see docs/testing.md).
 """
 
 from __future__ import annotations
@@ -147,6 +166,8 @@ class MachineBase(RuleBasedStateMachine):
         self.now = EPOCH
         self.agent_ids: list[UUID] = []
         self.work_ids: list[UUID] = []
+        self.submits = 0
+        """Submits made (created or not): what enables ``submit``, unlike ``work_ids``."""
         self.pruned: set[UUID] = set()
         self.tokens: list[tuple[ClaimToken, UUID]] = []
         self.touched: set[UUID] = set()

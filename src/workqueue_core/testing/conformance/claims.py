@@ -74,8 +74,12 @@ class ClaimRules(MachineBase):
                     tg.start_soon(one, agent_id)
 
         self._on_loop(all_at_once)
+        # Adopted in the drawn order of the agents, not the order their claims ended
+        # in: ``tokens`` (what later rules draw from) is then the same on a replay
+        # whose race ends alike, however the tasks were scheduled.
+        claimed = [(agent_id, results[agent_id]) for agent_id in agents]
         seen: dict[UUID, UUID] = {}
-        for agent_id, items in results.items():
+        for agent_id, items in claimed:
             for item in items:
                 if item.id in seen:
                     raise mismatch(
@@ -83,7 +87,7 @@ class ClaimRules(MachineBase):
                     )
                 seen[item.id] = agent_id
         # Replay the successful claims on the reference: each must be legal there.
-        for agent_id, items in results.items():
+        for agent_id, items in claimed:
             for item in items:
                 try:
                     want = self.model.claim(item.id, agent_id, self.now)
