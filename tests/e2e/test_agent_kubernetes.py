@@ -361,3 +361,23 @@ async def test_a_restarted_agent_deletes_the_works_of_claims_it_lost(
     await until(lambda: not works_of(fake_kube, work_id), agent)
     record = await ended(admin, work_id, agent)
     assert record.item.status is WorkStatus.CANCELED
+
+
+async def test_a_stopped_agent_releases_its_claim_and_deletes_the_work(
+    admin: BrokerClient, new_agent: Any, fake_kube: FakeKube
+) -> None:
+    agent = await new_agent("--grace-period", "0.2s")
+    agent.start()
+    work_id = await submit(admin, agent, "never")
+    await until(lambda: any(jobs_of(fake_kube, w) for w in works_of(fake_kube, work_id)), agent)
+    assert agent.process is not None
+    agent.process.send_signal(signal.SIGTERM)
+    assert await anyio.to_thread.run_sync(lambda: agent.process.wait(BOUND)) == 0
+    assert not works_of(fake_kube, work_id)
+    item = await admin.get(work_id)
+    assert not isinstance(item, ExecutionRecord)
+    # released: PENDING again, the interrupted run not charged (the attempt may be 2: a
+    # claim long-poll still in flight when the worker stops can take the released item
+    # back, and the stopping worker releases it at once)
+    assert (item.status, item.executions) == (WorkStatus.PENDING, 0)
+    assert not fake_kube.objects("works", NS)
