@@ -42,6 +42,7 @@ from workqueue_core.work.claim_work import (
     claim_held,
     claim_token_of,
     claim_work,
+    format_claim_token,
     work_name,
 )
 from workqueue_core.work.reconcile_outcome import work_outcome
@@ -279,7 +280,7 @@ class KubernetesRunner:
                 and isinstance(value, WorkItem)
             ):
                 items.append(value)
-                log.info("resuming the Work %s (claim %s)", name, token)
+                log.info("resuming the Work %s (claim %s)", name, format_claim_token(token))
             else:
                 log.info("the claim of the Work %s is no longer held: deleting it", name)
                 await self.delete(name)
