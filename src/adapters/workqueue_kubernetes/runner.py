@@ -32,6 +32,7 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from workqueue_core.domain.errors import SpecError
@@ -150,6 +151,8 @@ class KubernetesRunner:
             waiter.set()
 
     async def run(self, job: Job) -> Outcome:
+        # an attempt released before it started (a stopping worker) creates nothing
+        await anyio.lowlevel.checkpoint_if_cancelled()
         item = job.item
         try:
             work = claim_work(
