@@ -254,6 +254,32 @@ async def test_local_retries_are_charged_to_the_one_budget(
     assert len(jobs_of(fake_kube, work)) == 3
 
 
+async def test_heartbeats_charge_local_retries_while_the_work_runs(
+    admin: BrokerClient, new_agent: Any, fake_kube: FakeKube
+) -> None:
+    agent = await new_agent()
+    agent.start()
+    work_id = await submit(admin, agent, "Failed", "Failed", "never")
+    seen: list[Any] = []
+
+    async def charged() -> bool:
+        item = await admin.get(work_id)
+        seen.append(item)
+        return not isinstance(item, ExecutionRecord) and item.local_retries == 2
+
+    with anyio.fail_after(BOUND):
+        while not await charged():
+            assert agent.process is not None and agent.process.poll() is None, agent.log_text()
+            await anyio.sleep(0.05)
+    item = seen[-1]
+    # still running its third Job, and the broker already charged the two retries
+    assert (item.status, item.attempt, item.executions) == (WorkStatus.CLAIMED, 1, 3)
+    [work] = works_of(fake_kube, work_id)
+    assert work["status"]["phase"] == "Running"
+    await admin.cancel(work_id)
+    await until(lambda: not works_of(fake_kube, work_id), agent)
+
+
 async def test_with_no_local_retries_every_retry_goes_back_to_the_broker(
     admin: BrokerClient, new_agent: Any, fake_kube: FakeKube
 ) -> None:
