@@ -24,7 +24,7 @@ import pytest
 import yaml
 from broker_support import BrokerProcess, broker_on, cli_command
 
-from support.kube import FakeKube
+from support.kube import DEFAULT_RESOURCES, FakeKube
 from support.kube.fixtures import fake_kube, kubeconfig
 from support.kube.works import job_work
 from workqueue_core.domain.models import (
@@ -407,3 +407,30 @@ async def test_a_stopped_agent_releases_its_claim_and_deletes_the_work(
     # back, and the stopping worker releases it at once)
     assert (item.status, item.executions) == (WorkStatus.PENDING, 0)
     assert not fake_kube.objects("works", NS)
+
+
+async def test_a_missing_kubeconfig_is_one_line_and_a_non_zero_exit(
+    admin: BrokerClient, new_agent: Any, tmp_path: Path
+) -> None:
+    agent = await new_agent()
+    agent.kubeconfig = tmp_path / "missing-kubeconfig"
+    agent.start()
+    assert agent.process is not None
+    status = await anyio.to_thread.run_sync(lambda: agent.process.wait(BOUND))
+    assert status == 2, agent.log_text()
+    assert "missing-kubeconfig" in agent.log_text()
+    assert "Traceback" not in agent.log_text()
+
+
+async def test_a_cluster_without_the_work_crd_is_one_line_and_a_non_zero_exit(
+    admin: BrokerClient, new_agent: Any, tmp_path: Path
+) -> None:
+    async with FakeKube(resources=DEFAULT_RESOURCES) as bare:  # no works.brokkr.io
+        agent = await new_agent()
+        agent.kubeconfig = bare.write_kubeconfig(tmp_path / "bare-kubeconfig")
+        agent.start()
+        assert agent.process is not None
+        status = await anyio.to_thread.run_sync(lambda: agent.process.wait(BOUND))
+    assert status == 2, agent.log_text()
+    assert "deploy/crds/work.yaml" in agent.log_text()
+    assert "Traceback" not in agent.log_text()

@@ -28,6 +28,7 @@ from workqueue_http.client import AuthError, BrokerClient
 from workqueue_kubernetes.client import load_configuration, open_cluster_client
 from workqueue_kubernetes.controller import ControllerOptions, WorkController
 from workqueue_kubernetes.job import JobWorkType
+from workqueue_kubernetes.port import NotFound
 from workqueue_kubernetes.runner import ClaimLookup, KubernetesRunner
 from workqueue_shipwright import BuildWorkType
 
@@ -74,9 +75,14 @@ async def serve_kubernetes(
     """Run the Kubernetes agent until a signal; the worker (for its stats)."""
     work_types = kubernetes_work_types(config.work_types)
     namespace = config.namespace or DEFAULT_NAMESPACE
-    configuration = await load_configuration(
-        str(config.kubeconfig) if config.kubeconfig is not None else None, config.context
-    )
+    if config.kubeconfig is not None and not config.kubeconfig.is_file():
+        raise ConfigError(f"the kubeconfig file {config.kubeconfig} does not exist")
+    try:
+        configuration = await load_configuration(
+            str(config.kubeconfig) if config.kubeconfig is not None else None, config.context
+        )
+    except Exception as error:  # kubernetes-asyncio's ConfigException, a file it cannot read
+        raise ConfigError(f"cannot load the Kubernetes configuration: {error}") from None
     async with open_cluster_client(configuration) as cluster:
         runner = KubernetesRunner(
             cluster,
@@ -86,7 +92,13 @@ async def serve_kubernetes(
             local_retry_limit=config.local_retries,
             finished_ttl=config.work_ttl,
         )
-        resumed = await runner.resume(_lookup(client))
+        try:
+            resumed = await runner.resume(_lookup(client))
+        except NotFound:
+            raise ConfigError(
+                "the cluster does not serve works.brokkr.io: install the Work CRD "
+                "(kubectl apply -f deploy/crds/work.yaml)"
+            ) from None
         worker = worker_for(runner)
         worker.resume(resumed)
         log.info(
