@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -434,3 +435,37 @@ async def test_a_cluster_without_the_work_crd_is_one_line_and_a_non_zero_exit(
     assert status == 2, agent.log_text()
     assert "deploy/crds/work.yaml" in agent.log_text()
     assert "Traceback" not in agent.log_text()
+
+
+async def test_without_the_in_process_controller_a_workqueue_controller_runs_the_works(
+    admin: BrokerClient, new_agent: Any, fake_kube: FakeKube, kubeconfig: Path, tmp_path: Path
+) -> None:
+    agent = await new_agent("--no-controller")
+    agent.start()
+    work_id = await submit(admin, agent, "Failed", "Complete")
+    await until(lambda: bool(works_of(fake_kube, work_id)), agent)
+    assert not fake_kube.objects("jobs", NS), "no controller should have run the Work yet"
+    log = tmp_path / "controller.log"
+    command = [
+        sys.executable,
+        "-m",
+        "workqueue_controller",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        NS,
+        "--no-leader-elect",
+        "--health-port",
+        "0",
+    ]
+    with log.open("ab") as out:
+        controller = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        record = await ended(admin, work_id, agent)
+    finally:
+        controller.send_signal(signal.SIGTERM)
+        controller.wait(15)
+    assert record.item.status is WorkStatus.SUCCEEDED, agent.log_text() + log.read_text()
+    assert (record.item.attempt, record.item.executions, record.item.local_retries) == (1, 2, 1)
+    assert "controller synced" not in agent.log_text()  # the agent ran no controller
+    assert "controller synced" in log.read_text()
