@@ -288,7 +288,8 @@ def _add_agent(sub: Any) -> None:
         help="run an agent: claim work from a broker and run it on this machine",
         description="Run an agent that claims `shell` work (or --work-types) and runs each "
         "item's spec as a script in a subprocess. Whoever can submit such work to this agent "
-        "runs code as this user. Each flag can also be set by the environment variable shown, "
+        "runs code as this user. With --kubernetes it runs `job` work as Work resources in a "
+        "cluster instead. Each flag can also be set by the environment variable shown, "
         "or in the [agent] table of a TOML file given by --config.",
     )
     agent.add_argument(
