@@ -18,6 +18,7 @@ import pytest
 
 from support.kube import FakeKube, serve_shipwright
 from support.kube.works import build_work
+from workqueue_controller.process import controller_work_types, served_work_types
 from workqueue_core.work.registry import WorkTypes
 from workqueue_kubernetes import (
     WORKS,
@@ -288,3 +289,14 @@ async def test_every_reason_ends_the_work_as_classified(
     if phase == "Failed":
         assert condition(work, "TemplateSucceeded")["reason"] == reason
         assert condition(work, "Retryable")["status"] == retryable
+
+
+async def test_the_controller_process_runs_build_only_where_shipwright_is_served(
+    fake_kube: FakeKube, cluster: KubernetesClusterClient
+) -> None:
+    without = await served_work_types(cluster, controller_work_types(), NS)
+    assert without.names == {"job"}
+    serve_shipwright(fake_kube)
+    served = await served_work_types(cluster, controller_work_types(), NS)
+    assert served.names == {"build", "job"}
+    assert controller_work_types().names == {"build", "job"}
