@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -449,3 +450,21 @@ def test_the_cancel_patch_is_valid_against_the_build_run_schema() -> None:
     patched = copy.deepcopy(obj)
     patched["spec"]["state"] = CANCEL_PATCH["spec"]["state"]
     check_object("BuildRun", patched, "")
+
+
+def test_the_docs_table_lists_every_reason_with_its_class() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "work-controller.md").read_text()
+    section = docs[docs.index("## The `build` work type") : docs.index("## Known limits")]
+    labels = {
+        ReasonClass.SUCCEEDED: "Succeeded",
+        ReasonClass.RUNNING: "Running",
+        ReasonClass.PENDING: "Pending",
+        ReasonClass.CANCELED: "canceled",
+        ReasonClass.RETRYABLE: "Failed, retryable",
+        ReasonClass.PERMANENT: "Failed, **permanent**",
+    }
+    for reason, reasoned in BUILD_RUN_REASONS.items():
+        row = f"| `{reason}` | {labels[reasoned.reason_class]}"
+        assert row in section, (
+            f"docs/work-controller.md lists {reason} as {labels[reasoned.reason_class]}"
+        )
