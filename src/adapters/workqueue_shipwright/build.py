@@ -160,7 +160,10 @@ def _instance_object(
     obj["metadata"] = metadata
     obj.pop("status", None)
     spec: dict[str, Any] = obj.setdefault("spec", {})
-    embedded = spec.get("build", {}).get("spec") if kind == "BuildRun" else spec
+    embedded: object = spec
+    if kind == "BuildRun":
+        build_ref = spec.get("build")
+        embedded = build_ref.get("spec") if isinstance(build_ref, dict) else None
     if isinstance(embedded, dict):
         _drop_owner_retention(embedded)
     return obj
