@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from work_examples import (
     SEED_BUILD,
     SEED_BUILD_RUN,
@@ -468,3 +470,48 @@ def test_the_docs_table_lists_every_reason_with_its_class() -> None:
         assert row in section, (
             f"docs/work-controller.md lists {reason} as {labels[reasoned.reason_class]}"
         )
+
+
+# --- any BuildRun reads as a status -----------------------------------------------------
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+CONDITION = st.fixed_dictionaries(
+    {"type": st.sampled_from(["Succeeded", "Other"])},
+    optional={
+        "status": st.sampled_from(["True", "False", "Unknown", "", 1]) | JSON,
+        "reason": st.sampled_from(sorted(BUILD_RUN_REASONS)) | st.text(max_size=12) | JSON,
+        "message": st.text(max_size=20) | JSON,
+        "lastTransitionTime": st.sampled_from(["2030-01-01T00:00:00Z", "bad"]) | JSON,
+    },
+)
+STATUS = st.fixed_dictionaries(
+    {},
+    optional={
+        "conditions": st.lists(CONDITION, max_size=3) | JSON,
+        "output": st.fixed_dictionaries({}, optional={"digest": JSON, "size": JSON}) | JSON,
+        "source": JSON,
+        "failureDetails": JSON,
+        "completionTime": JSON,
+        "buildSpec": JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=STATUS, spec=JSON, metadata=JSON, kind=st.sampled_from(["BuildRun", None]))
+def test_any_build_run_reads_as_a_consistent_status(
+    status: dict[str, Any], spec: Any, metadata: Any, kind: str | None
+) -> None:
+    obj: dict[str, Any] = {"metadata": metadata, "spec": spec, "status": status}
+    if kind is not None:
+        obj["kind"] = kind
+    read = BUILD_TYPE.observe([obj])  # never raises; InstanceStatus checks its invariants
+    assert all(isinstance(v, str) and k for k, v in read.results.items())
+    assert (read.failure is not None) == (read.state is InstanceState.FAILED)
+    BUILD_TYPE.stop([obj])
