@@ -60,6 +60,12 @@ def _drop_events(statement: str) -> str:
     return out
 
 
+def _drop_narrow_events(statement: str) -> str:
+    out, n = re.subn(r"\), e AS \(.*?\n\)\n", ")\n", statement, flags=re.S)
+    assert n == 1, statement
+    return out
+
+
 # --- statements -----------------------------------------------------------------------
 
 BASE_CLAIM = sql.CLAIM_NEXT
@@ -85,6 +91,19 @@ _FINAL = f"SELECT {sql._CLAIMED} FROM claimed ORDER BY priority DESC, created_at
 IDSONLY_CLAIM = _sub(
     BASE_CLAIM, _FINAL, "SELECT id, attempt FROM claimed ORDER BY priority DESC, created_at, id"
 )
+
+SLIM_CLAIM = _sub(
+    _sub(BASE_CLAIM, "'PENDING', 'CLAIMED', NULL", "NULL, 'CLAIMED', NULL"),
+    "%(agent)s, correlation_id, NULL",
+    "%(agent)s, NULL, NULL",
+)
+SLIM_COMPLETE = _sub(
+    _sub(BASE_COMPLETE, "'CLAIMED', 'SUCCEEDED', NULL", "NULL, 'SUCCEEDED', NULL"),
+    "l.claimed_by, l.correlation_id, NULL",
+    "l.claimed_by, NULL, NULL",
+)
+"""Claim and completion events without from_status and correlation_id (both derivable:
+the transition's source and the item's own correlation id)."""
 
 NOEVENTS_CLAIM = _drop_events(BASE_CLAIM)
 NOEVENTS_COMPLETE = _drop_events(BASE_COMPLETE)
@@ -277,7 +296,29 @@ VARIANTS: dict[str, Variant] = {
             complete=BIGINT_COMPLETE,
             key="seq",
         ),
-        Variant("narrow", "narrow-table loop (benchmarks.narrow)"),
+        Variant(
+            "events_noindex",
+            "7': events written, work_events_work index dropped (diagnostic)",
+            ddl="DROP INDEX {s}.work_events_work;",
+        ),
+        Variant(
+            "slimevents",
+            "7'': claim/completion events without from_status, correlation_id",
+            claim=SLIM_CLAIM,
+            complete=SLIM_COMPLETE,
+        ),
+        Variant(
+            "narrow",
+            "narrow-table loop (benchmarks.narrow)",
+            claim=narrow._CLAIM,
+            complete=narrow._COMPLETE,
+        ),
+        Variant(
+            "narrow_noevents",
+            "narrow-table loop without its event rows (diagnostic)",
+            claim=_drop_narrow_events(narrow._CLAIM),
+            complete=_drop_narrow_events(narrow._COMPLETE),
+        ),
     )
 }
 
@@ -306,7 +347,7 @@ _TEMPLATE_COLUMNS = tuple(c for c in sql.ITEM_COLUMNS if c not in ("id", "create
 async def setup(v: Variant, n: int, tag: str) -> Setup:
     """A fresh schema for ``v`` with ``n`` pending items and two agents."""
     schema = f"{PREFIX}{v.name}_{tag}"
-    if v.name == "narrow":
+    if v.name.startswith("narrow"):
         await drop_schema(DSN, schema)
         async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
             await conn.execute(pgsql.SQL("CREATE SCHEMA {}").format(pgsql.Identifier(schema)))
@@ -429,9 +470,8 @@ async def _floor_claimer(v: Variant, st: Setup, agent: UUID, batch: int) -> tupl
             done += k
 
 
-async def _narrow_claimer(schema: str, batch: int) -> tuple[int, float]:
-    s = _ident(schema)
-    claim, complete = narrow._CLAIM.format(s=s), narrow._COMPLETE.format(s=s)
+async def _narrow_claimer(v: Variant, schema: str, batch: int) -> tuple[int, float]:
+    claim, complete = _fmt(v.claim, schema), _fmt(v.complete, schema)
     done = 0
     async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
         pid = conn.info.backend_pid
@@ -450,12 +490,12 @@ async def _narrow_claimer(schema: str, batch: int) -> tuple[int, float]:
 async def _check(v: Variant, st: Setup, n: int) -> None:
     s = _ident(st.schema)
     async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
-        if v.name == "narrow":
+        if v.name.startswith("narrow"):
             q = (
                 f"SELECT (SELECT count(*) FROM {s}.log), (SELECT count(*) FROM {s}.q), "
                 f"(SELECT count(*) FROM {s}.events)"
             )
-            want_events = 2 * n
+            want_events = 0 if v.name == "narrow_noevents" else 2 * n
         else:
             q = (
                 f"SELECT (SELECT count(*) FROM {s}.work_execution_log WHERE status = 'SUCCEEDED'), "
@@ -477,9 +517,9 @@ async def drain(
     try:
         client = time.process_time()
         started = time.perf_counter()
-        if v.name == "narrow":
+        if v.name.startswith("narrow"):
             got = await asyncio.gather(
-                *(_narrow_claimer(st.schema, batch) for _ in range(claimers))
+                *(_narrow_claimer(v, st.schema, batch) for _ in range(claimers))
             )
         else:
             agents = (st.agents * claimers)[:claimers]
@@ -527,15 +567,21 @@ async def _explained(
     after = (await cur.fetchone() or ("0/0",))[0]
     xid = str(int(xid8) % (1 << 32)) if xid8 is not None else "-1"
     cur = await conn.execute(
-        f"SELECT resource_manager || ':' || record_type, count(*), sum(record_length) "
-        f"FROM {wal_ns}.pg_get_wal_records_info(%s, %s) WHERE xid::text = %s "
-        "GROUP BY 1".encode(),
+        "SELECT w.resource_manager || ':' || w.record_type, coalesce(c.relname, '-'), "
+        "count(*), sum(w.record_length), sum(w.fpi_length) "
+        f"FROM {wal_ns}.pg_get_wal_records_info(%s, %s) w "
+        "LEFT JOIN pg_class c ON c.relfilenode = "
+        r"nullif(substring(w.block_ref from 'rel \d+/\d+/(\d+)'), '')::oid "
+        "WHERE w.xid::text = %s GROUP BY 1, 2".encode(),
         (before, after, xid),
     )
+    # "n <kind> <relation>": records, "b ...": bytes, "fpi ...": of which full-page images
     kinds: Counter[str] = Counter()
     total = records = 0
-    for kind, count, length in await cur.fetchall():
-        kinds[kind] += int(count)
+    for kind, rel, count, length, fpi in await cur.fetchall():
+        kinds[f"n {kind} {rel}"] += int(count)
+        kinds[f"b {kind} {rel}"] += int(length)
+        kinds[f"fpi {kind} {rel}"] += int(fpi)
         records += int(count)
         total += int(length)
     return float(plan["Execution Time"]), total, records, kinds, plan
@@ -566,8 +612,8 @@ async def _cycle(
     """One claim and one completion of ``batch`` items under EXPLAIN, recorded in ``out``."""
     s = _ident(st.schema)
     claim_params: dict[str, Any]
-    if v.name == "narrow":
-        claim, claim_params = narrow._CLAIM.format(s=s), {"limit": batch}
+    if v.name.startswith("narrow"):
+        claim, claim_params = _fmt(v.claim, st.schema), {"limit": batch}
     else:
         claim = _fmt(v.claim, st.schema)
         claim_params = {
@@ -585,10 +631,10 @@ async def _cycle(
     out.claim_records.append(recs)
     out.kinds.update({f"claim {k}": c for k, c in kinds.items()})
     params: dict[str, Any]
-    if v.name == "narrow":
+    if v.name.startswith("narrow"):
         cur = await conn.execute(f"SELECT id FROM {s}.q WHERE status = 'claimed'".encode())
         complete, params = (
-            narrow._COMPLETE.format(s=s),
+            _fmt(v.complete, st.schema),
             {"ids": [r[0] for r in await cur.fetchall()]},
         )
     else:
@@ -630,7 +676,7 @@ async def explain_all(
         await asyncio.sleep(1.0)  # let the backend's table statistics reach pg_stat
         async with await psycopg.AsyncConnection.connect(DSN, autocommit=True) as conn:
             for v in variants:
-                table = "q" if v.name == "narrow" else "work_queue"
+                table = "q" if v.name.startswith("narrow") else "work_queue"
                 cur = await conn.execute(
                     "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
                     "WHERE schemaname = %s AND relname = %s",
