@@ -7,12 +7,18 @@ statements) runs in the same rounds. Every round runs every variant once, in an 
 rotated from round to round, so machine load falls on all alike; each drain gets a
 fresh ``attr17_*`` schema in the given database, prefilled by one ``INSERT ... SELECT``
 that copies a row the store submitted (UUIDv7 ids, one ``submitted`` event per item),
-then ``VACUUM ANALYZE``d. Afterwards, per variant, a fresh schema is prefilled the same
-way and ``cycles`` claims and completions of ``batch`` run one at a time under
-``EXPLAIN (ANALYZE, BUFFERS, WAL)``, each in its own transaction, their WAL read back
-with ``pg_walinspect`` by transaction id (other sessions' WAL is not counted).
+then ``VACUUM ANALYZE``d. Per drain: jobs/s, and the CPU per item of the two claimer
+backends (``/proc/<pid>/stat``: the server must be local) and of this process.
+Afterwards, per variant, a fresh schema is prefilled the same way and ``cycles`` claims
+and completions of ``batch`` run under ``EXPLAIN (ANALYZE, BUFFERS, WAL)``, the variants
+taking turns, each statement in its own transaction, its WAL read back with
+``pg_walinspect`` by transaction id (other sessions' WAL is not counted) and grouped by
+record kind and relation. ``pg_walinspect`` is created in ``attr17_walinspect`` and
+dropped unless it was already installed; the first cycle's plans go to ``PLAN_DIR``.
+Results and analysis: ``docs/benchmarks.md``, "Issue 17: where the floor's time goes".
 
     python -m benchmarks._attribution [--rounds 5] [--jobs 20000] [--variants a,b]
+        [--cycles 10] [--skip-drain] [--skip-explain] [--output FILE.json]
 """
 
 from __future__ import annotations
