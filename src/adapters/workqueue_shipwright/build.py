@@ -31,8 +31,8 @@ from workqueue_core.domain.errors import SpecError
 from workqueue_core.domain.models import Failure, FailureClass
 from workqueue_core.ports.cluster import ResourceKind
 from workqueue_core.ports.work_type import InstanceState, InstanceStatus, Owner, StopStep
-from workqueue_core.work.k8s_shapes import expect_mapping, required_field
-from workqueue_core.work.reconcile_labels import instance_labels, instance_name
+from workqueue_core.work.k8s_shapes import expect_mapping, read_time, required_field
+from workqueue_core.work.reconcile_labels import instance_metadata
 from workqueue_core.work.templates import template_metadata
 from workqueue_shipwright.reasons import BUILD_RUN_REASONS, CANCELED, ReasonClass
 from workqueue_shipwright.rules import check_build_run_spec, check_build_spec
@@ -137,24 +137,7 @@ def _instance_object(
     """``template`` (or an empty BuildRun) as an object of instance ``index``."""
     obj: dict[str, Any] = copy.deepcopy(dict(template))
     source = _mapping(obj.get("metadata"))
-    metadata: dict[str, Any] = {
-        "name": instance_name(owner.name, index),
-        "namespace": owner.namespace,
-        "labels": {**_mapping(source.get("labels")), **instance_labels(owner, index)},
-        "ownerReferences": [
-            {
-                "apiVersion": owner.api_version,
-                "kind": owner.kind,
-                "name": owner.name,
-                "uid": owner.uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
-    }
-    annotations = source.get("annotations")
-    if annotations:
-        metadata["annotations"] = dict(annotations)
+    metadata = instance_metadata(owner, index, source)
     obj["apiVersion"] = SHIPWRIGHT_API_VERSION
     obj["kind"] = kind
     obj["metadata"] = metadata
@@ -179,17 +162,6 @@ def _drop_owner_retention(spec: dict[str, Any]) -> None:
         spec["retention"] = {k: v for k, v in retention.items() if k != "atBuildDeletion"}
         if not spec["retention"]:
             del spec["retention"]
-
-
-def _time(value: object) -> datetime | None:
-    """A ``metav1.Time``; None unless it is an RFC 3339 time with an offset."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None and when.utcoffset() is not None else None
 
 
 def _succeeded_condition(build_run: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -250,7 +222,7 @@ def _failure_details(status: Mapping[str, Any]) -> str:
 def _finished_at(status: Mapping[str, Any], condition: Mapping[str, Any]) -> datetime | None:
     """The terminal ``Succeeded`` condition's ``lastTransitionTime``, else
     ``status.completionTime`` (Shipwright writes both when a BuildRun finishes)."""
-    return _time(condition.get("lastTransitionTime")) or _time(status.get("completionTime"))
+    return read_time(condition.get("lastTransitionTime")) or read_time(status.get("completionTime"))
 
 
 def observe_build_run(build_run: Mapping[str, Any]) -> InstanceStatus:
