@@ -36,13 +36,12 @@ from workqueue_core.domain.errors import SpecError
 from workqueue_core.domain.models import Failure, FailureClass
 from workqueue_core.ports.cluster import ResourceKind
 from workqueue_core.ports.work_type import InstanceState, InstanceStatus, Owner, StopStep
-from workqueue_core.work.k8s_shapes import check_dns_label
+from workqueue_core.work.k8s_shapes import check_dns_label, read_time
 from workqueue_core.work.reconcile_labels import (
     INSTANCE_LABEL,
     WORK_LABEL,
     WORK_UID_LABEL,
-    instance_labels,
-    instance_name,
+    instance_metadata,
 )
 from workqueue_core.work.safe_yaml import child_path, describe_type
 
@@ -284,18 +283,6 @@ def _text(condition: Mapping[str, Any], field: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _time(value: object) -> datetime | None:
-    """A ``metav1.Time`` (RFC 3339, ``2030-01-01T00:00:00Z``); None unless it is one with
-    an offset."""
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo is not None and when.utcoffset() is not None else None
-
-
 def finished_at(job: Mapping[str, Any], condition: Mapping[str, Any]) -> datetime | None:
     """When a finished Job finished: the ``lastTransitionTime`` of ``condition``, the
     terminal condition its state is read from (``Complete``, else ``SuccessCriteriaMet``;
@@ -303,9 +290,9 @@ def finished_at(job: Mapping[str, Any], condition: Mapping[str, Any]) -> datetim
     with ``Complete``, on success only); a failure has no other time (``FailureTarget``'s
     is when the failure was decided, with pods still terminating).  None when absent or
     not a time."""
-    when = _time(condition.get("lastTransitionTime"))
+    when = read_time(condition.get("lastTransitionTime"))
     if when is None and condition.get("type") in ("Complete", "SuccessCriteriaMet"):
-        when = _time(_mapping(job.get("status")).get("completionTime"))
+        when = read_time(_mapping(job.get("status")).get("completionTime"))
     return when
 
 
@@ -383,26 +370,8 @@ class JobWorkType:
     ) -> list[dict[str, Any]]:
         """The Job of instance ``index``: the template renamed, owned and labelled."""
         job: dict[str, Any] = copy.deepcopy(dict(templates[0]))
-        labels = instance_labels(owner, index)
-        template_metadata = _mapping(job.get("metadata"))
-        metadata: dict[str, Any] = {
-            "name": instance_name(owner.name, index),
-            "namespace": owner.namespace,
-            "labels": {**_mapping(template_metadata.get("labels")), **labels},
-            "ownerReferences": [
-                {
-                    "apiVersion": owner.api_version,
-                    "kind": owner.kind,
-                    "name": owner.name,
-                    "uid": owner.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        }
-        annotations = template_metadata.get("annotations")
-        if annotations:
-            metadata["annotations"] = dict(annotations)
+        metadata = instance_metadata(owner, index, _mapping(job.get("metadata")))
+        labels = metadata["labels"]
         job["metadata"] = metadata
         job.pop("status", None)
         spec: dict[str, Any] = job.setdefault("spec", {})

@@ -21,21 +21,56 @@ from workqueue_broker.logs import configure_logging
 from workqueue_controller.config import ControllerConfig
 from workqueue_controller.health import HealthApp, ReplicaState
 from workqueue_core.domain.retry import RetryPolicy
+from workqueue_core.ports.work_type import WorkType
 from workqueue_core.work.registry import WorkTypes
 from workqueue_kubernetes.client import load_configuration, open_cluster_client
 from workqueue_kubernetes.controller import ControllerOptions, WorkController
 from workqueue_kubernetes.job import JobWorkType
 from workqueue_kubernetes.leader import LeaderElection, LeaderElector
-from workqueue_kubernetes.port import ClusterClient
+from workqueue_kubernetes.port import ClusterClient, ClusterError, NotFound
+from workqueue_shipwright import BuildWorkType
 
-__all__ = ["controller_work_types", "run", "serve"]
+__all__ = ["controller_work_types", "run", "serve", "served_work_types"]
 
 log = structlog.get_logger("workqueue.controller")
 
 
 def controller_work_types() -> WorkTypes:
-    """The work types the controller runs: ``job``."""
-    return WorkTypes([JobWorkType()])
+    """The work types the controller runs: ``build`` (Shipwright) and ``job``."""
+    return WorkTypes([BuildWorkType(), JobWorkType()])
+
+
+async def served_work_types(
+    client: ClusterClient, work_types: WorkTypes, namespace: str | None
+) -> WorkTypes:
+    """The work types whose resource kinds the cluster serves.
+
+    A kind is probed with a list narrowed to one name; a 404 means the API server does not
+    serve it (Shipwright is not installed): its work type is left out with a warning, so
+    its Works fail ``UnknownWorkType`` instead of the controller waiting forever for an
+    informer that cannot list.  Any other error keeps the work type (its informer retries).
+    """
+    served: list[WorkType] = []
+    for work_type in work_types:
+        missing = []
+        for kind in work_type.kinds:
+            try:
+                await client.list(
+                    kind, namespace=namespace, field_selector="metadata.name=workqueue-probe"
+                )
+            except NotFound:
+                missing.append(f"{kind.plural}.{kind.group or 'core'}/{kind.version}")
+            except ClusterError:
+                pass
+        if missing:
+            log.warning(
+                "work type not served by this cluster; its Works fail UnknownWorkType",
+                work_type=work_type.name,
+                missing=", ".join(missing),
+            )
+        else:
+            served.append(work_type)
+    return WorkTypes(served)
 
 
 class _HealthServer(uvicorn.Server):
@@ -98,11 +133,13 @@ async def serve(
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the controller until cancelled or signalled."""
-    registry = work_types if work_types is not None else controller_work_types()
     configuration = await load_configuration(
         str(config.kubeconfig) if config.kubeconfig is not None else None, config.context
     )
     async with open_cluster_client(configuration) as client:
+        registry = work_types
+        if registry is None:
+            registry = await served_work_types(client, controller_work_types(), config.namespace)
         state = ReplicaState(
             WorkController(client, registry, _options(config)),
             leader_election=config.leader_elect,

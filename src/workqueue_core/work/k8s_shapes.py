@@ -46,6 +46,7 @@ __all__ = [
     "json_object",
     "optional_int",
     "optional_str",
+    "read_time",
     "reject_unknown",
     "required_field",
     "str_dict",
@@ -126,6 +127,18 @@ def check_rfc3339(value: str, path: str) -> None:
         raise SpecError(
             f"{value!r} is not an RFC 3339 date-time such as '2025-11-02T10:00:00Z'", path
         )
+
+
+def read_time(value: object) -> datetime | None:
+    """A ``metav1.Time`` read from an object's status (``2030-01-01T00:00:00Z``); None
+    unless it is an RFC 3339 time with an offset."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None and when.utcoffset() is not None else None
 
 
 # --- error paths and shape helpers ------------------------------------------------

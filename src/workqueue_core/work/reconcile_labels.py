@@ -29,6 +29,7 @@ __all__ = [
     "group_instances",
     "instance_index",
     "instance_labels",
+    "instance_metadata",
     "instance_name",
     "shorten",
 ]
@@ -76,6 +77,37 @@ def instance_labels(owner: Owner, index: int) -> dict[str, str]:
         WORK_UID_LABEL: owner.uid,
         INSTANCE_LABEL: str(index),
     }
+
+
+def instance_metadata(
+    owner: Owner, index: int, template_metadata: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``metadata`` of an object of instance ``index``: its name, the Work's namespace,
+    the template's labels then ``instance_labels``, the template's annotations, and a
+    controller ``ownerReference`` to the Work (so deleting the Work deletes it)."""
+    labels = template_metadata.get("labels")
+    metadata: dict[str, Any] = {
+        "name": instance_name(owner.name, index),
+        "namespace": owner.namespace,
+        "labels": {
+            **(labels if isinstance(labels, Mapping) else {}),
+            **instance_labels(owner, index),
+        },
+        "ownerReferences": [
+            {
+                "apiVersion": owner.api_version,
+                "kind": owner.kind,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    annotations = template_metadata.get("annotations")
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return metadata
 
 
 def instance_index(obj: Mapping[str, Any]) -> int | None:

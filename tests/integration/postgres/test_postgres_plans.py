@@ -24,7 +24,9 @@ from workqueue_core.domain.models import Agent, Completion, Targeting, WorkItem
 from workqueue_core.testing.clock import EPOCH, SequentialIds
 from workqueue_postgres import PostgresStore
 
-pytestmark = pytest.mark.anyio
+# serial: the plans are read after VACUUM, which removes nothing another session's open
+# snapshot can still see (a parallel test's transaction would keep the dead entries).
+pytestmark = [pytest.mark.anyio, pytest.mark.serial]
 
 HISTORY = 2_000
 BATCH = 100

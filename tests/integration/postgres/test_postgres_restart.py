@@ -29,7 +29,8 @@ from workqueue_core.domain.models import (
 from workqueue_core.testing.clock import EPOCH, SequentialIds
 from workqueue_postgres import PostgresStore
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+# serial: restarts the shared server, which every parallel test is using.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.serial]
 
 ITEMS = 3000
 BATCH = 20

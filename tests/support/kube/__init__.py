@@ -1,6 +1,7 @@
 """A fake Kubernetes API server for tests: ``FakeKube`` over real HTTP on 127.0.0.1.
 
-See ``server`` (the API), ``jobs`` (the simulated Job controller), ``resources`` (what it
+See ``server`` (the API), ``jobs`` (the simulated Job controller), ``shipwright`` (the
+simulated Shipwright Build and BuildRun controller), ``resources`` (what it
 serves), ``fixtures`` (``fake_kube``, ``kubeconfig``) and ``docs/kubernetes.md``.
 """
 
@@ -20,6 +21,7 @@ from .resources import (
 )
 from .schema import KUBERNETES_VERSION, BuiltinSchema, CrdSchema, load_crd
 from .server import ApiError, FakeKube, RequestRecord
+from .shipwright import SHIPWRIGHT_CRDS, ShipwrightController, serve_shipwright
 
 __all__ = [
     "CRDS",
@@ -32,6 +34,7 @@ __all__ = [
     "NAMESPACES",
     "OUTCOME_ANNOTATION",
     "PODS",
+    "SHIPWRIGHT_CRDS",
     "WORK_CRD",
     "ApiError",
     "BuiltinSchema",
@@ -40,7 +43,9 @@ __all__ = [
     "JobController",
     "RequestRecord",
     "Resource",
+    "ShipwrightController",
     "load_crd",
     "resource_from_crd",
+    "serve_shipwright",
     "works_resource",
 ]

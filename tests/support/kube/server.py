@@ -224,7 +224,8 @@ class FakeKube:
     Tests reach the state directly (``get``, ``objects``), the request log (``requests``,
     ``count``) and the fault injection methods (``fail_next``, ``conflict_status_writes``,
     ``drop_watches_after``, ``latency``, ``go_down``/``come_up``/``down_for``,
-    ``compact``, ``expire_watches``).  ``jobs`` is the simulated Job controller.
+    ``compact``, ``expire_watches``).  ``jobs`` is the simulated Job controller,
+    ``shipwright`` the simulated Shipwright one (``shipwright.serve_shipwright``).
     """
 
     def __init__(
@@ -235,6 +236,7 @@ class FakeKube:
         gc_delay: float = 0.02,
     ) -> None:
         from .jobs import JobController
+        from .shipwright import ShipwrightController
 
         self._resources: dict[tuple[str, str], Resource] = {}
         self.bookmark_interval = bookmark_interval
@@ -260,6 +262,7 @@ class FakeKube:
         self._port = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.jobs = JobController(self)
+        self.shipwright = ShipwrightController(self)
         if resources is None:
             for resource in DEFAULT_RESOURCES:
                 self.register(resource)
@@ -278,6 +281,10 @@ class FakeKube:
         """Serve ``resource`` (e.g. ``resource_from_crd(shipwright_build_crd)``)."""
         self._resources[resource.key] = resource
 
+    def served(self, key: tuple[str, str]) -> Resource | None:
+        """The resource served under ``(group, plural)``, if any."""
+        return self._resources.get(key)
+
     def register_crd(self, crd: Path | Mapping[str, Any], version: str | None = None) -> Resource:
         """Serve the custom resource a CRD (file or manifest) defines, validated by its schema.
 
@@ -285,7 +292,11 @@ class FakeKube:
         ``kube.register_crd(UPSTREAM / "shipwright.io_builds.yaml", "v1beta1")``.
         """
         manifest = load_crd(crd) if isinstance(crd, Path) else crd
-        resource = resource_from_crd(manifest, version)
+        return self.register_crd_resource(manifest, resource_from_crd(manifest, version))
+
+    def register_crd_resource(self, manifest: Mapping[str, Any], resource: Resource) -> Resource:
+        """``register_crd`` with the resource already made of ``manifest`` (a test that
+        serves the same CRD many times makes it once)."""
         self.register(resource)
         crds = self._resources.get(("apiextensions.k8s.io", "customresourcedefinitions"))
         name = manifest["metadata"]["name"]
@@ -517,6 +528,8 @@ class FakeKube:
                 watcher.offer(kind, old, new)
         if resource.key == ("batch", "jobs"):
             self.jobs.observe(kind, new)
+        elif resource.key in (("shipwright.io", "builds"), ("shipwright.io", "buildruns")):
+            self.shipwright.observe(resource.key, kind, new)
 
     def _expired(self, rv: int) -> ApiError:
         return ApiError(
