@@ -9,6 +9,7 @@ Work's outcome and local retries to the broker.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,9 +26,9 @@ import pytest
 import yaml
 from broker_support import BrokerProcess, broker_on, cli_command
 
-from support.kube import DEFAULT_RESOURCES, FakeKube
+from support.kube import DEFAULT_RESOURCES, FakeKube, serve_shipwright
 from support.kube.fixtures import fake_kube, kubeconfig
-from support.kube.works import job_work
+from support.kube.works import build_work, job_work
 from workqueue_core.domain.models import (
     ExecutionRecord,
     FailureClass,
@@ -469,3 +470,59 @@ async def test_without_the_in_process_controller_a_workqueue_controller_runs_the
     assert (record.item.attempt, record.item.executions, record.item.local_retries) == (1, 2, 1)
     assert "controller synced" not in agent.log_text()  # the agent ran no controller
     assert "controller synced" in log.read_text()
+
+
+async def test_a_build_item_runs_as_a_buildrun_when_the_cluster_serves_shipwright(
+    admin: BrokerClient, new_agent: Any, fake_kube: FakeKube
+) -> None:
+    serve_shipwright(fake_kube)
+    agent = await new_agent()  # default work types: build and job, both served now
+    agent.start()
+    spec = build_work("submitted", "Failed:PodEvicted", "Succeeded", retry_policy=None)
+    request = SubmitRequest(
+        work_type="build",
+        spec=yaml.safe_dump(spec),
+        targeting=Targeting.agents(agent.agent_id),
+        retry_policy=RetryPolicy(
+            max_retries=3,
+            base_delay=timedelta(seconds=0.05),
+            multiplier=1.0,
+            max_delay=timedelta(seconds=0.05),
+        ),
+    )
+    work_id = (await admin.submit(request)).item.id
+    record = await ended(admin, work_id, agent)
+    assert record.status is WorkStatus.SUCCEEDED, agent.log_text()
+    assert (record.item.attempt, record.item.executions, record.item.local_retries) == (1, 2, 1)
+    assert record.result is not None
+    assert json.loads(record.result)["digest"].startswith("sha256:")
+    [work] = works_of(fake_kube, work_id)
+    runs = [
+        r
+        for r in fake_kube.objects("buildruns", NS)
+        if r["metadata"]["labels"].get("workqueue.dev/work-uid") == work["metadata"]["uid"]
+    ]
+    assert len(runs) == 2
+
+
+async def test_without_shipwright_the_agent_claims_no_build_work(
+    admin: BrokerClient, new_agent: Any, fake_kube: FakeKube
+) -> None:
+    agent = await new_agent()  # the fake serves no Shipwright kinds
+    agent.start()
+    spec = build_work("submitted", "Succeeded", retry_policy=None)
+    build_id = (
+        await admin.submit(
+            SubmitRequest(
+                work_type="build",
+                spec=yaml.safe_dump(spec),
+                targeting=Targeting.agents(agent.agent_id),
+            )
+        )
+    ).item.id
+    job_id = await submit(admin, agent, "Complete")  # submitted after the build
+    record = await ended(admin, job_id, agent)
+    assert record.status is WorkStatus.SUCCEEDED, agent.log_text()
+    build = await admin.get(build_id)
+    assert not isinstance(build, ExecutionRecord)
+    assert (build.status, build.attempt) == (WorkStatus.PENDING, 0)

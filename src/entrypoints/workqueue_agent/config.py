@@ -21,8 +21,9 @@ from workqueue_core.domain.limits import MAX_RESULT_BYTES, work_type_problem
 __all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-KUBERNETES_WORK_TYPES: tuple[str, ...] = ("job",)
-"""The work types ``--kubernetes`` runs unless ``--work-types`` names others."""
+KUBERNETES_WORK_TYPES: tuple[str, ...] = ("build", "job")
+"""The work types ``--kubernetes`` runs unless ``--work-types`` names others (those the
+cluster serves)."""
 DEFAULT_ADMIN_TOKEN_FILE = Path("workqueue-admin-token")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 
@@ -215,7 +216,8 @@ AGENT_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "kubernetes",
         parse_boolean,
-        "run Kubernetes work (job) as Work resources instead of local scripts (default false)",
+        "run Kubernetes work (build, job) as Work resources instead of local scripts "
+        "(default false)",
         "BOOL",
     ),
     Setting(

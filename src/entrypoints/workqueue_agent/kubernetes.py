@@ -3,9 +3,12 @@
 The composition of the Kubernetes agent: a cluster client, the ``KubernetesRunner`` (one
 Work per claim), by default the ``WorkController`` in the same process (reconciling only
 the Works labelled with this agent's id: no leader election needed, each agent owns its
-Works), and the core ``Worker`` around the runner. On start the agent resumes the Works
-it left behind (``KubernetesRunner.resume``): those whose claims the broker says it still
-holds run on and are reported once; the others are deleted.
+Works), and the core ``Worker`` around the runner. Of the work types it is given (by
+default ``build`` and ``job``) it claims those whose kinds the cluster serves (as
+``workqueue controller`` registers them): without Shipwright, only ``job``. On start
+the agent resumes the Works it left behind (``KubernetesRunner.resume``): those whose
+claims the broker says it still holds run on and are reported once; the others are
+deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import anyio
 
 from workqueue_agent.config import AgentConfig, ConfigError
 from workqueue_agent.signals import run_until_signalled
+from workqueue_controller.process import served_work_types
 from workqueue_core.domain.models import Agent, ExecutionRecord, WorkItem
 from workqueue_core.executor.runner import Runner
 from workqueue_core.executor.worker import Worker
@@ -84,6 +88,12 @@ async def serve_kubernetes(
     except Exception as error:  # kubernetes-asyncio's ConfigException, a file it cannot read
         raise ConfigError(f"cannot load the Kubernetes configuration: {error}") from None
     async with open_cluster_client(configuration) as cluster:
+        work_types = await served_work_types(cluster, work_types, namespace)
+        if not len(work_types):
+            raise ConfigError(
+                f"the cluster serves none of the work types {', '.join(config.work_types)} "
+                "(for build, install Shipwright)"
+            )
         runner = KubernetesRunner(
             cluster,
             work_types,
