@@ -21,6 +21,9 @@ from workqueue_core.domain.limits import MAX_RESULT_BYTES, work_type_problem
 __all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+KUBERNETES_WORK_TYPES: tuple[str, ...] = ("build", "job")
+"""The work types ``--kubernetes`` runs unless ``--work-types`` names others (those the
+cluster serves)."""
 DEFAULT_ADMIN_TOKEN_FILE = Path("workqueue-admin-token")
 _NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
 
@@ -95,6 +98,22 @@ def _bytes(text: str) -> int:
     if not 0 <= value <= MAX_RESULT_BYTES:
         raise ValueError(f"must be at most {MAX_RESULT_BYTES} bytes (the broker's result limit)")
     return value
+
+
+def _k8s_name(text: str) -> str:
+    value = text.strip()
+    if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", value):
+        raise ValueError(f"expected a Kubernetes name, got {text!r}")
+    return value
+
+
+def _local_retries(text: str) -> int | None:
+    value = text.strip().lower()
+    if value == "all":
+        return None
+    if not value.isdigit() or not 0 <= int(value) <= 100:
+        raise ValueError(f"expected 'all' or a number of retries in 0..100, got {text!r}")
+    return int(value)
 
 
 def _log_level(text: str) -> str:
@@ -194,6 +213,48 @@ AGENT_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("allow_root", parse_boolean, "run scripts even as root (default false)", "BOOL"),
     Setting("log_level", _log_level, "debug, info (default), warning, error", "LEVEL"),
+    Setting(
+        "kubernetes",
+        parse_boolean,
+        "run Kubernetes work (build, job) as Work resources instead of local scripts "
+        "(default false)",
+        "BOOL",
+    ),
+    Setting(
+        "kubeconfig",
+        parse_path,
+        "with --kubernetes: kubeconfig file (default: in-cluster, else ~/.kube/config)",
+        "PATH",
+    ),
+    Setting("context", _k8s_name, "with --kubernetes: kubeconfig context", "NAME"),
+    Setting(
+        "namespace",
+        _k8s_name,
+        "with --kubernetes: namespace of the Works (default: default)",
+        "NAME",
+    ),
+    Setting(
+        "local_retries",
+        _local_retries,
+        "with --kubernetes: most retries a Work makes in the cluster before the item goes "
+        "back to the broker; 'all' (default) is the item's whole remaining budget, 0 sends "
+        "every retry back",
+        "N",
+    ),
+    Setting(
+        "controller",
+        parse_boolean,
+        "with --kubernetes: reconcile this agent's Works in this process (default true; "
+        "--no-controller when a `workqueue controller` runs them)",
+        "BOOL",
+    ),
+    Setting(
+        "work_ttl",
+        seconds_between(0, 7 * 86400),
+        "with --kubernetes: how long a finished Work stays before the agent deletes it "
+        "(default 5m)",
+        "DURATION",
+    ),
 )
 AGENT_SETTINGS_BY_NAME = {s.name: s for s in AGENT_SETTINGS}
 
@@ -220,6 +281,13 @@ class AgentConfig:
     kill_grace: float = 5.0
     allow_root: bool = False
     log_level: str = "info"
+    kubernetes: bool = False
+    kubeconfig: Path | None = None
+    context: str | None = None
+    namespace: str | None = None
+    local_retries: int | None = None
+    controller: bool = True
+    work_ttl: float = 300.0
 
     @property
     def token_file(self) -> Path | None:
@@ -243,4 +311,6 @@ def load_agent_config(
     if "url" not in values and environ.get("WORKQUEUE_PORT"):
         # as the CLI: a broker started here on WORKQUEUE_PORT
         values["url"] = _url(f"http://127.0.0.1:{environ['WORKQUEUE_PORT'].strip()}")
+    if values.get("kubernetes") and "work_types" not in values:
+        values["work_types"] = KUBERNETES_WORK_TYPES
     return AgentConfig(**values)

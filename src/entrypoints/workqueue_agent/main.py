@@ -20,6 +20,7 @@ from workqueue_agent.config import DEFAULT_ADMIN_TOKEN_FILE, AgentConfig, Config
 from workqueue_agent.local import LocalOptions, LocalRunner
 from workqueue_agent.signals import run_until_signalled
 from workqueue_core.domain.models import Agent, AgentStatus
+from workqueue_core.executor.runner import Runner
 from workqueue_core.executor.worker import Worker, WorkerOptions
 from workqueue_http.client import AuthError, BrokerClient
 
@@ -89,6 +90,8 @@ async def agent_token(config: AgentConfig) -> str:
 
 
 def _check_user(config: AgentConfig) -> None:
+    if config.kubernetes:
+        return  # no script runs here: the work runs in the cluster
     if os.geteuid() == 0 and not config.allow_root:
         raise AgentStartError(
             "refusing to run scripts as root: whoever can submit work to this agent would "
@@ -96,17 +99,21 @@ def _check_user(config: AgentConfig) -> None:
         )
 
 
-def build_worker(config: AgentConfig, client: BrokerClient, agent: Agent) -> Worker:
-    """The worker that claims for ``agent`` and runs scripts with the local runner."""
-    runner = LocalRunner(
-        LocalOptions(
-            work_types=config.work_types,
-            timeout=config.timeout,
-            output_tail=config.output_tail,
-            permanent_exit_codes=config.permanent_exit_codes,
-            kill_grace=config.kill_grace,
+def build_worker(
+    config: AgentConfig, client: BrokerClient, agent: Agent, runner: Runner | None = None
+) -> Worker:
+    """The worker that claims for ``agent``: with ``runner``, or running scripts with the
+    local runner."""
+    if runner is None:
+        runner = LocalRunner(
+            LocalOptions(
+                work_types=config.work_types,
+                timeout=config.timeout,
+                output_tail=config.output_tail,
+                permanent_exit_codes=config.permanent_exit_codes,
+                kill_grace=config.kill_grace,
+            )
         )
-    )
     options = WorkerOptions(
         concurrency=config.concurrency,
         batch=min(config.concurrency, 100),
@@ -126,7 +133,6 @@ async def serve(config: AgentConfig) -> int:
         agent = await client.whoami()
         if agent.status is not AgentStatus.ACTIVE:
             log.warning("agent %s is %s: it claims nothing", agent.name, agent.status.value)
-        worker = build_worker(config, client, agent)
         log.info(
             "agent %s (%s) runs %s from %s, %d at once",
             agent.name,
@@ -135,7 +141,15 @@ async def serve(config: AgentConfig) -> int:
             config.url,
             config.concurrency,
         )
-        await run_until_signalled(worker)
+        if config.kubernetes:
+            from workqueue_agent.kubernetes import serve_kubernetes
+
+            worker = await serve_kubernetes(
+                config, client, agent, lambda runner: build_worker(config, client, agent, runner)
+            )
+        else:
+            worker = build_worker(config, client, agent)
+            await run_until_signalled(worker)
         stats = worker.stats
         log.info(
             "agent %s stopped: %d claimed, %d succeeded, %d retried, %d failed, %d released",

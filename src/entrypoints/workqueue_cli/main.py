@@ -288,19 +288,28 @@ def _add_agent(sub: Any) -> None:
         help="run an agent: claim work from a broker and run it on this machine",
         description="Run an agent that claims `shell` work (or --work-types) and runs each "
         "item's spec as a script in a subprocess. Whoever can submit such work to this agent "
-        "runs code as this user. Each flag can also be set by the environment variable shown, "
+        "runs code as this user. With --kubernetes it runs `job` work as Work resources in a "
+        "cluster instead. Each flag can also be set by the environment variable shown, "
         "or in the [agent] table of a TOML file given by --config.",
     )
     agent.add_argument(
         "--config", type=Path, help="TOML file of settings (env WORKQUEUE_AGENT_CONFIG)"
     )
     for setting in AGENT_SETTINGS:
-        if setting.name == "allow_root":
+        if setting.name in ("allow_root", "kubernetes"):
             agent.add_argument(
                 setting.flag,
                 dest=setting.name,
                 action="store_const",
                 const="true",
+                help=f"{setting.help} [env {setting.env}]",
+            )
+        elif setting.name == "controller":
+            agent.add_argument(
+                setting.flag,
+                dest=setting.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
                 help=f"{setting.help} [env {setting.env}]",
             )
         else:
@@ -366,7 +375,10 @@ def _run_agent(args: argparse.Namespace) -> int:
     from workqueue_agent.config import load_agent_config
     from workqueue_agent.main import run
 
-    flags = {setting.name: getattr(args, setting.name) for setting in AGENT_SETTINGS}
+    flags: dict[str, str | None] = {}
+    for setting in AGENT_SETTINGS:
+        value = getattr(args, setting.name)
+        flags[setting.name] = str(value).lower() if isinstance(value, bool) else value
     return run(load_agent_config(flags, os.environ, args.config))
 
 

@@ -5,7 +5,7 @@ attempt and says how it ended (``Success`` or a ``Failure``). Runners:
 
 - ``HandlerRunner``: async Python handlers registered by work type (library mode);
 - the local process runner of ``workqueue agent`` (``workqueue_agent.local``);
-- a Kubernetes runner (a ``Work`` resource per claim) comes with the Kubernetes agent.
+- ``workqueue_kubernetes.runner.KubernetesRunner``: a ``Work`` resource per claim.
 
 The worker runs ``run`` in the claim's cancel scope: when the claim is lost or
 cancelled, or the worker gives the attempt up, the scope is cancelled and the runner

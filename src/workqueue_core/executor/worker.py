@@ -38,13 +38,14 @@ dies without cleanup leaves its claims to the sweep, which charges them).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
 import anyio
 from anyio.abc import TaskStatus
 
 from workqueue_core.domain.errors import InvalidInput
+from workqueue_core.domain.models import WorkItem
 from workqueue_core.executor.claims import claim_until_stopped
 from workqueue_core.executor.execution import Execution
 from workqueue_core.executor.handlers import (
@@ -131,6 +132,7 @@ class Worker:
             self.runner, self.options, self.stats, self._state, self._outcomes, self._heartbeats
         )
         self._started = False
+        self._resumed: list[WorkItem] = []
 
     # --- handlers --------------------------------------------------------------------
 
@@ -160,6 +162,18 @@ class Worker:
     def stopping(self) -> bool:
         """True once ``stop()`` was called."""
         return self._state.stopping
+
+    def resume(self, items: Sequence[WorkItem]) -> None:
+        """Run ``items``, claims this worker's agent already holds, as soon as ``run`` starts.
+
+        For an agent restarted while its work went on elsewhere (the Kubernetes agent's
+        Works): each item runs as if just claimed with its current token, heartbeated and
+        reported once. An item whose claim is gone meanwhile is lost at its first
+        heartbeat, as any other. Call before ``run``.
+        """
+        if self._started:
+            raise RuntimeError("resume() must be called before run()")
+        self._resumed.extend(items)
 
     def stop(self) -> None:
         """Stop gracefully: no new claims; running handlers get the grace period."""
@@ -198,6 +212,9 @@ class Worker:
                 tg.start_soon(self._outcomes.reporter.run)
                 tg.start_soon(self._agent_loop, agent_id)
                 tg.start_soon(self._heartbeats.run, agent_id)
+                if self._resumed:
+                    execution.start(self._resumed, agent_id)
+                    self._resumed = []
                 state.claiming = True
                 tg.start_soon(
                     claim_until_stopped,

@@ -213,6 +213,8 @@ class CrdSchema:
                 for i, item in enumerate(value):
                     if isinstance(item, dict):
                         identity = tuple(item.get(k) for k in keys)
+                        if not all(isinstance(v, str | int | float | None) for v in identity):
+                            continue  # a non-scalar key already fails its type check
                         if identity in seen:
                             causes.append(
                                 Cause(
