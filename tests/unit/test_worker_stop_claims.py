@@ -11,7 +11,7 @@ a source whose ``claim_next`` is cancel-safe has that call cancelled at ``stop()
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from uuid import UUID
 
@@ -22,6 +22,7 @@ from test_worker_support import (
     GatedSource,
     Harness,
     fast_options,
+    harness_for,
     memory_harness,
     until,
 )
@@ -124,9 +125,16 @@ def stopping_worker(
     return worker, stuck_cancelled, ran
 
 
+@pytest.fixture(params=["memory", "postgres"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    async with harness_for(request.param) as made:
+        yield made
+
+
 @pytest.mark.anyio
-async def test_a_claim_answered_after_stop_is_released_once_and_never_run() -> None:
-    harness = memory_harness()
+async def test_a_claim_answered_after_stop_is_released_once_and_never_run(
+    harness: Harness,
+) -> None:
     source = HeldClaims(harness.service)
     worker, stuck_cancelled, ran = stopping_worker(source)
     stuck_id = await harness.submit("stuck")
@@ -154,6 +162,28 @@ async def test_a_claim_answered_after_stop_is_released_once_and_never_run() -> N
         await harness.check_replay(work_id)
     assert await harness.service.list_work(WorkQuery(status=WorkStatus.CLAIMED)) == []
     assert (worker.stats.claimed, worker.stats.released, worker.stats.succeeded) == (2, 2, 0)
+    assert worker.running == 0
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_stopping_worker_ends_the_held_claim_and_releases() -> None:
+    harness = memory_harness()
+    source = HeldClaims(harness.service)
+    worker, stuck_cancelled, ran = stopping_worker(source)
+    stuck_id = await harness.submit("stuck")
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            await tg.start(worker.run)
+            await source.held.wait()
+            worker.stop()
+            await stuck_cancelled.wait()
+            await anyio.wait_all_tasks_blocked()  # the release waits for the held claim
+            tg.cancel_scope.cancel()  # a second signal: the claim call is cut, unanswered
+    assert not source.let_go.is_set()
+    assert ran == []
+    assert source.released == [stuck_id]
+    released_once_unrun(await queued(harness, stuck_id), await harness.events(stuck_id))
+    assert await harness.service.list_work(WorkQuery(status=WorkStatus.CLAIMED)) == []
     assert worker.running == 0
 
 
