@@ -6,6 +6,9 @@ suspending share one task); a task runs the ``Runner`` and hands a success to th
 (whose answer ends the attempt) or reports any other outcome itself. When the claim's
 cancel scope is cancelled (claim lost, stopped, released, or the worker cancelled),
 the attempt is settled in a shielded scope before the cancellation goes on.
+
+``give_back`` takes the items of a claim that answered after the worker began to stop:
+each is an attempt that never runs (no ``Runner`` call) and is released once.
 """
 
 from __future__ import annotations
@@ -88,6 +91,32 @@ class Execution:
         self.tasks.start_many(entries)
         self._stats.claimed += len(items)
         self._heartbeats.wake_by(earliest)
+
+    def give_back(self, items: Sequence[WorkItem], agent_id: UUID) -> None:
+        """Release ``items``, claimed after the worker began to stop, without running them.
+
+        Each counts as an attempt in flight until its release is answered, so ``run()``
+        ends only once nothing is claimed."""
+        if not items:
+            return
+        now = anyio.current_time()
+        cap = self._options.heartbeat_interval
+        entries: list[Entry] = []
+        for item in items:
+            period = heartbeat_period(item.claim_timeout, cap)
+            attempt = Attempt(item, item.token, Job(item), period, now + period, self.new_scope())
+            attempt.release(SHUTDOWN_REASON)
+            self._state.attempts.add(attempt)
+            entries.append((self._release(attempt, agent_id), attempt.scope, "workqueue release"))
+        self.tasks.start_many(entries)
+        self._stats.claimed += len(items)
+
+    async def _release(self, attempt: Attempt, agent_id: UUID) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                await self._outcomes.interrupted(attempt, agent_id)
+        finally:
+            self._state.finish(attempt)
 
     async def _execute(self, attempt: Attempt, agent_id: UUID) -> None:
         """Run the attempt in the claim's cancel scope (its task's own, ``start``) and hand

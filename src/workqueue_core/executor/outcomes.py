@@ -56,6 +56,11 @@ class Outcomes:
         elif attempt.stop_failure is not None:
             await self.report(attempt, agent_id, attempt.stop_failure)
         else:
+            state = self._state
+            if state.stopping:
+                # a claim call still in flight could take the item straight back once it
+                # is PENDING (a long-poll wakes on the release): hand it back after that call
+                await state.wait_until(lambda: not state.claiming)
             await self._release(attempt, agent_id, attempt.release_reason or CANCELLED_REASON)
 
     async def _release(self, attempt: Attempt, agent_id: UUID, reason: str) -> None:

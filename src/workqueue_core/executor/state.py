@@ -72,11 +72,20 @@ class WorkerState:
         """The claim loop runs (a claim may still bring attempts)."""
         self.grace_over = False
         """The grace period ended: attempts still claimed are released."""
+        self.claim_scope: anyio.CancelScope | None = None
+        """The scope of a claim call that ``stop()`` may cancel (a cancel-safe source's)."""
         self._changed: anyio.Event | None = None
 
     def open(self) -> None:
         """Start announcing changes (inside the event loop that runs the worker)."""
         self._changed = anyio.Event()
+
+    def stop(self) -> None:
+        """No new claims: a claim call that may be cancelled is, the others are waited for."""
+        self.stopping = True
+        if self.claim_scope is not None:
+            self.claim_scope.cancel()
+        self.notify()
 
     def notify(self) -> None:
         """Wake whoever waits on a change."""

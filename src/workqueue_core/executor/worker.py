@@ -176,9 +176,11 @@ class Worker:
         self._resumed.extend(items)
 
     def stop(self) -> None:
-        """Stop gracefully: no new claims; running handlers get the grace period."""
-        self._state.stopping = True
-        self._state.notify()
+        """Stop gracefully: no new claims; running handlers get the grace period.
+
+        A claim call in flight is cancelled if the source says that is safe
+        (``claims.cancel_safe``); otherwise what it brings back is released unrun."""
+        self._state.stop()
 
     # --- running ---------------------------------------------------------------------
 
@@ -222,6 +224,7 @@ class Worker:
                     self.options,
                     state,
                     execution.start,
+                    execution.give_back,
                     agent_id,
                     work_types,
                 )
