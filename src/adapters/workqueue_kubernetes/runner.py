@@ -165,12 +165,11 @@ class KubernetesRunner:
         except SpecError as error:
             return Failure.permanent(INVALID_WORK, f"the item's spec is no valid Work: {error}")
         name = work.metadata.name
-        key = f"{self._namespace}/{name}"
         try:
             refused = await self._create(work.to_mapping())
             if refused is not None:
                 return refused
-            outcome = await self._wait(job, key)
+            outcome = await self._wait(job, name)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self.delete(name)
@@ -201,29 +200,30 @@ class KubernetesRunner:
                 self._informer.remember(created)
                 return None
 
-    async def _wait(self, job: Job, key: str) -> Outcome:
-        """Wait for the Work under ``key`` to finish, reporting its local retries."""
+    async def _wait(self, job: Job, name: str) -> Outcome:
+        """Wait for the Work ``name`` to finish, reporting its local retries."""
+        key = f"{self._namespace}/{name}"
         await self._informer.wait_synced()
-        seen = False
         while True:
             obj = self._informer.get(key)
             if obj is None:
-                if seen:
+                # the cache may lag the server (a re-list whose snapshot predates the
+                # create, a watch behind an adopted Work): only a read says it is gone
+                if not await self._read(name):
                     return Failure.retryable(WORK_DELETED, f"the Work {key} was deleted")
+                continue  # the cache holds it now (what was read, or a newer event)
+            try:
+                status = WorkResourceStatus.from_mapping(obj.get("status") or {})
+            except SpecError as error:
+                log.warning("the Work %s has an unreadable status: %s", key, error)
             else:
-                seen = True
-                try:
-                    status = WorkResourceStatus.from_mapping(obj.get("status") or {})
-                except SpecError as error:
-                    log.warning("the Work %s has an unreadable status: %s", key, error)
-                else:
-                    job.report_local_retries(status.retries)
-                    outcome = work_outcome(status)
-                    if outcome is not None:
-                        if outcome.failure is not None:
-                            return outcome.failure
-                        result = dict(outcome.result)
-                        return Success(json.dumps(result, sort_keys=True) if result else None)
+                job.report_local_retries(status.retries)
+                outcome = work_outcome(status)
+                if outcome is not None:
+                    if outcome.failure is not None:
+                        return outcome.failure
+                    result = dict(outcome.result)
+                    return Success(json.dumps(result, sort_keys=True) if result else None)
             waiter = self._waiters.get(key)
             if waiter is None:
                 waiter = self._waiters[key] = anyio.Event()
@@ -232,6 +232,24 @@ class KubernetesRunner:
             finally:
                 if self._waiters.get(key) is waiter and not waiter.is_set():
                     del self._waiters[key]
+
+    async def _read(self, name: str) -> bool:
+        """Read the Work ``name`` from the API server into the cache; False when it does not
+        exist. Other errors are retried with backoff."""
+        failures = 0
+        while True:
+            try:
+                obj = await self._client.get(WORKS, name, namespace=self._namespace)
+            except NotFound:
+                return False
+            except ClusterError as error:
+                failures += 1
+                delay = self._backoff.delay(failures)
+                log.warning("reading the Work %s failed (%s); again in %.1f s", name, error, delay)
+                await anyio.sleep(delay)
+            else:
+                self._informer.remember(obj)
+                return True
 
     # --- deleting -----------------------------------------------------------------------
 
