@@ -14,7 +14,8 @@ validated by their schemas; ``kube.shipwright`` then drives them:
     ``Succeeded`` (default, see ``ShipwrightController.default_outcome``): condition
     ``Succeeded`` ``True``, reason ``Succeeded``, with ``status.output`` (``digest``,
     ``size``) and, for a Git source, ``status.source.git`` (``commitSha``,
-    ``commitAuthor``, ``branchName``);
+    ``commitAuthor``, and ``branchName`` only when the source names no ``revision``, as
+    ``buildrun_types.go`` says);
     ``Failed:<reason>`` (``Failed`` alone means reason ``Failed``): ``False`` with that
     reason and the upstream message where ``conditions.go`` writes one;
     ``failureDetails`` for the reasons read from a failed pod (``Failed``,
@@ -312,14 +313,12 @@ class ShipwrightController:
         }
         source = build_spec.get("source") or {}
         if source.get("type") == "Git":
-            commit = hashlib.sha1(str(source.get("git")).encode()).hexdigest()
-            status["source"] = {
-                "git": {
-                    "commitSha": commit,
-                    "commitAuthor": "Simulated Author",
-                    "branchName": (source.get("git") or {}).get("revision") or "main",
-                }
-            }
+            git = source.get("git") or {}
+            result = {"commitSha": hashlib.sha1(str(git).encode()).hexdigest()}
+            result["commitAuthor"] = "Simulated Author"
+            if not git.get("revision"):  # BranchName: "set only when revision is not specified"
+                result["branchName"] = "main"  # the repository's default branch
+            status["source"] = {"git": result}
         await self._write_status(BUILD_RUNS_KEY, run, status)
 
     async def _cancel(self, run: dict[str, Any]) -> None:
