@@ -58,6 +58,7 @@ from workqueue_kubernetes.port import (
     Invalid,
     NotFound,
     PropagationPolicy,
+    Unavailable,
     object_key,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "INVALID_WORK",
     "WORK_DELETED",
     "WORK_FORBIDDEN",
+    "WORK_NOT_CREATED",
     "ClaimLookup",
     "KubernetesRunner",
 ]
@@ -76,6 +78,9 @@ INVALID_WORK = "InvalidWork"
 
 WORK_FORBIDDEN = "WorkForbidden"
 """Retryable: the API server forbade creating the Work (RBAC, quota, policy)."""
+
+WORK_NOT_CREATED = "WorkNotCreated"
+"""Retryable: the API server refused the create otherwise (404: no such namespace, 401)."""
 
 WORK_DELETED = "WorkDeleted"
 """Retryable: the Work was deleted by someone else before it finished."""
@@ -179,7 +184,9 @@ class KubernetesRunner:
 
     async def _create(self, body: Mapping[str, Any]) -> Failure | None:
         """Create the Work (an existing one of the same name is adopted); a failure when the
-        API server refuses it for good, else None. Other errors are retried with backoff."""
+        API server refuses it, else None. Only ``Unavailable`` (no connection, 429, 5xx) is
+        retried, with backoff: a retry changes nothing for the other answers, and the
+        attempt would hold its claim without end."""
         failures = 0
         while True:
             try:
@@ -192,6 +199,8 @@ class KubernetesRunner:
                     return Failure.permanent(INVALID_WORK, f"the API server refused it: {error}")
                 if error.status == 403:
                     return Failure.retryable(WORK_FORBIDDEN, str(error))
+                if not isinstance(error, Unavailable):  # 404 (no such namespace), 401, ...
+                    return Failure.retryable(WORK_NOT_CREATED, f"{error.status}: {error}")
                 failures += 1
                 delay = self._backoff.delay(failures)
                 log.warning("creating a Work failed (%s); again in %.1f s", error, delay)

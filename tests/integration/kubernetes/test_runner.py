@@ -18,7 +18,7 @@ import yaml
 
 from support.kube import FakeKube
 from support.kube.works import job_work
-from workqueue_core.domain.models import Failure, Targeting, WorkItem, WorkStatus
+from workqueue_core.domain.models import Failure, FailureClass, Targeting, WorkItem, WorkStatus
 from workqueue_core.domain.retry import RetryPolicy
 from workqueue_core.executor.handlers import Job, Outcome, Success
 from workqueue_core.work.claim_work import work_name
@@ -148,3 +148,18 @@ async def test_a_work_deleted_under_the_attempt_is_a_retryable_failure(
     [outcome] = outcomes
     assert isinstance(outcome, Failure)
     assert outcome.reason == "WorkDeleted"
+
+
+@pytest.mark.parametrize("status", [404, 401])
+async def test_a_create_refused_for_a_reason_a_retry_does_not_change_fails_the_attempt(
+    cluster: KubernetesClusterClient, fake_kube: FakeKube, status: int
+) -> None:
+    """404 (the namespace does not exist), 401 and other client errors are not retried
+    forever: the attempt would hold its claim, heartbeated, and never report."""
+    async with running_runner(cluster) as runner:
+        fake_kube.fail_next(1000, status, method="POST", path="/works")
+        with anyio.fail_after(10):
+            outcome = await runner.run(Job(claimed_item()))
+    assert isinstance(outcome, Failure)
+    assert (outcome.failure_class, outcome.reason) == (FailureClass.RETRYABLE, "WorkNotCreated")
+    assert fake_kube.get("works", NS, work_name(WORK_ID, 1)) is None
