@@ -213,52 +213,61 @@ class KubernetesRunner:
         """Wait for the Work ``name`` to finish, reporting its local retries."""
         key = f"{self._namespace}/{name}"
         await self._informer.wait_synced()
-        while True:
-            obj = self._informer.get(key)
-            if obj is None:
-                # the cache may lag the server (a re-list whose snapshot predates the
-                # create, a watch behind an adopted Work): only a read says it is gone
-                if not await self._read(name):
-                    return Failure.retryable(WORK_DELETED, f"the Work {key} was deleted")
-                continue  # the cache holds it now (what was read, or a newer event)
-            try:
-                status = WorkResourceStatus.from_mapping(obj.get("status") or {})
-            except SpecError as error:
-                log.warning("the Work %s has an unreadable status: %s", key, error)
-            else:
-                job.report_local_retries(status.retries)
-                outcome = work_outcome(status)
+        try:
+            while True:
+                waiter = self._waiters.get(key)
+                if waiter is None:
+                    waiter = self._waiters[key] = anyio.Event()
+                obj = self._informer.get(key)
+                if obj is None:
+                    # the cache may lag the server (a re-list whose snapshot predates the
+                    # create, a watch behind an adopted Work): only a read says it is gone
+                    obj = await self._read(name)
+                    if obj is None:
+                        return Failure.retryable(WORK_DELETED, f"the Work {key} was deleted")
+                    if waiter.is_set():
+                        continue  # the cache changed during the read: look again
+                outcome = self._outcome(job, key, obj)
                 if outcome is not None:
-                    if outcome.failure is not None:
-                        return outcome.failure
-                    result = dict(outcome.result)
-                    return Success(json.dumps(result, sort_keys=True) if result else None)
+                    return outcome
+                await waiter.wait()  # the next change of the cached Work
+        finally:
             waiter = self._waiters.get(key)
-            if waiter is None:
-                waiter = self._waiters[key] = anyio.Event()
-            try:
-                await waiter.wait()
-            finally:
-                if self._waiters.get(key) is waiter and not waiter.is_set():
-                    del self._waiters[key]
+            if waiter is not None and not waiter.is_set():
+                del self._waiters[key]
 
-    async def _read(self, name: str) -> bool:
-        """Read the Work ``name`` from the API server into the cache; False when it does not
-        exist. Other errors are retried with backoff."""
+    @staticmethod
+    def _outcome(job: Job, key: str, obj: Mapping[str, Any]) -> Outcome | None:
+        """The Work's outcome once it finished (None before); reports its local retries."""
+        try:
+            status = WorkResourceStatus.from_mapping(obj.get("status") or {})
+        except SpecError as error:
+            log.warning("the Work %s has an unreadable status: %s", key, error)
+            return None
+        job.report_local_retries(status.retries)
+        outcome = work_outcome(status)
+        if outcome is None:
+            return None
+        if outcome.failure is not None:
+            return outcome.failure
+        result = dict(outcome.result)
+        return Success(json.dumps(result, sort_keys=True) if result else None)
+
+    async def _read(self, name: str) -> Mapping[str, Any] | None:
+        """The Work ``name`` as the API server has it, or None when it does not exist; other
+        errors are retried with backoff. The cache is left alone: its watch brings the Work
+        (a stale answer put there could hide a deletion the watch already reported)."""
         failures = 0
         while True:
             try:
-                obj = await self._client.get(WORKS, name, namespace=self._namespace)
+                return await self._client.get(WORKS, name, namespace=self._namespace)
             except NotFound:
-                return False
+                return None
             except ClusterError as error:
                 failures += 1
                 delay = self._backoff.delay(failures)
                 log.warning("reading the Work %s failed (%s); again in %.1f s", name, error, delay)
                 await anyio.sleep(delay)
-            else:
-                self._informer.remember(obj)
-                return True
 
     # --- deleting -----------------------------------------------------------------------
 
