@@ -391,6 +391,25 @@ async def test_a_restarted_agent_deletes_the_works_of_claims_it_lost(
     assert record.item.status is WorkStatus.CANCELED
 
 
+async def test_a_restarted_agent_deletes_a_work_whose_item_the_broker_no_longer_knows(
+    admin: BrokerClient, new_agent: Any, fake_kube: FakeKube
+) -> None:
+    """A Work left behind for an item the broker has forgotten (its log record pruned after
+    the retention period while the agent was down): GET answers 404, the claim is not
+    held, the Work is deleted, and the agent runs on."""
+    agent = await new_agent()
+    gone = UUID("0190f2b0-0000-7000-8000-000000000001")
+    work = job_work(work_name(gone, 1), "never")
+    work["metadata"]["labels"] = {WORK_ID_LABEL: str(gone), AGENT_ID_LABEL: str(agent.agent_id)}
+    work["metadata"]["annotations"][CLAIM_TOKEN_ANNOTATION] = f"{gone}/1"
+    fake_kube.create_object(fake_kube.resource("works"), NS, work)
+    agent.start()
+    await until(lambda: not works_of(fake_kube, gone), agent)
+    work_id = await submit(admin, agent, "Complete")
+    record = await ended(admin, work_id, agent)
+    assert record.item.status is WorkStatus.SUCCEEDED, agent.log_text()
+
+
 async def test_a_stopped_agent_releases_its_claim_and_deletes_the_work(
     admin: BrokerClient, new_agent: Any, fake_kube: FakeKube
 ) -> None:

@@ -286,6 +286,37 @@ def test_a_failure_carries_the_failure_details() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("build_reason", "expected"),
+    [
+        ("RemoteRepositoryUnreachable", FailureClass.RETRYABLE),
+        ("BuildStrategyNotFound", FailureClass.PERMANENT),
+        ("NoSuchReason", FailureClass.PERMANENT),
+    ],
+)
+def test_a_registration_failure_is_classified_by_the_build_reason(
+    build_reason: str, expected: FailureClass
+) -> None:
+    """buildrun.go: a Build whose ``status.registered`` is not True fails its BuildRun with
+    ``BuildRegistrationFailed``, whatever the Build's reason; the instance's Build says it."""
+    message = (
+        f"the Build is not registered correctly, build: w-0, registered status: False,"
+        f" reason: {build_reason}"
+    )
+    build = {
+        "apiVersion": "shipwright.io/v1beta1",
+        "kind": "Build",
+        "metadata": {"name": "w-0", "namespace": "builds"},
+        "spec": {"strategy": {"name": "buildah"}},
+        "status": {"registered": "False", "reason": build_reason, "message": "unreachable"},
+    }
+    status = BUILD_TYPE.observe([build, build_run("False", "BuildRegistrationFailed", message)])
+    assert status.failure is not None
+    assert (status.failure.failure_class, status.reason) == (expected, "BuildRegistrationFailed")
+    alone = BUILD_TYPE.observe([build_run("False", "BuildRegistrationFailed", message)])
+    assert alone.failure is not None and alone.failure.failure_class is FailureClass.PERMANENT
+
+
 def test_an_unknown_reason_is_retryable_when_false_and_pending_when_unknown() -> None:
     failed = BUILD_TYPE.observe([build_run("False", "TaskRunImagePullFailed", "pull failed")])
     assert failed.failure is not None

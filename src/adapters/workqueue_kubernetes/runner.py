@@ -58,6 +58,7 @@ from workqueue_kubernetes.port import (
     Invalid,
     NotFound,
     PropagationPolicy,
+    Unavailable,
     object_key,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "INVALID_WORK",
     "WORK_DELETED",
     "WORK_FORBIDDEN",
+    "WORK_NOT_CREATED",
     "ClaimLookup",
     "KubernetesRunner",
 ]
@@ -76,6 +78,9 @@ INVALID_WORK = "InvalidWork"
 
 WORK_FORBIDDEN = "WorkForbidden"
 """Retryable: the API server forbade creating the Work (RBAC, quota, policy)."""
+
+WORK_NOT_CREATED = "WorkNotCreated"
+"""Retryable: the API server refused the create otherwise (404: no such namespace, 401)."""
 
 WORK_DELETED = "WorkDeleted"
 """Retryable: the Work was deleted by someone else before it finished."""
@@ -165,12 +170,11 @@ class KubernetesRunner:
         except SpecError as error:
             return Failure.permanent(INVALID_WORK, f"the item's spec is no valid Work: {error}")
         name = work.metadata.name
-        key = f"{self._namespace}/{name}"
         try:
             refused = await self._create(work.to_mapping())
             if refused is not None:
                 return refused
-            outcome = await self._wait(job, key)
+            outcome = await self._wait(job, name)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self.delete(name)
@@ -180,7 +184,9 @@ class KubernetesRunner:
 
     async def _create(self, body: Mapping[str, Any]) -> Failure | None:
         """Create the Work (an existing one of the same name is adopted); a failure when the
-        API server refuses it for good, else None. Other errors are retried with backoff."""
+        API server refuses it, else None. Only ``Unavailable`` (no connection, 429, 5xx) is
+        retried, with backoff: a retry changes nothing for the other answers, and the
+        attempt would hold its claim without end."""
         failures = 0
         while True:
             try:
@@ -193,6 +199,8 @@ class KubernetesRunner:
                     return Failure.permanent(INVALID_WORK, f"the API server refused it: {error}")
                 if error.status == 403:
                     return Failure.retryable(WORK_FORBIDDEN, str(error))
+                if not isinstance(error, Unavailable):  # 404 (no such namespace), 401, ...
+                    return Failure.retryable(WORK_NOT_CREATED, f"{error.status}: {error}")
                 failures += 1
                 delay = self._backoff.delay(failures)
                 log.warning("creating a Work failed (%s); again in %.1f s", error, delay)
@@ -201,37 +209,65 @@ class KubernetesRunner:
                 self._informer.remember(created)
                 return None
 
-    async def _wait(self, job: Job, key: str) -> Outcome:
-        """Wait for the Work under ``key`` to finish, reporting its local retries."""
+    async def _wait(self, job: Job, name: str) -> Outcome:
+        """Wait for the Work ``name`` to finish, reporting its local retries."""
+        key = f"{self._namespace}/{name}"
         await self._informer.wait_synced()
-        seen = False
-        while True:
-            obj = self._informer.get(key)
-            if obj is None:
-                if seen:
-                    return Failure.retryable(WORK_DELETED, f"the Work {key} was deleted")
-            else:
-                seen = True
-                try:
-                    status = WorkResourceStatus.from_mapping(obj.get("status") or {})
-                except SpecError as error:
-                    log.warning("the Work %s has an unreadable status: %s", key, error)
-                else:
-                    job.report_local_retries(status.retries)
-                    outcome = work_outcome(status)
-                    if outcome is not None:
-                        if outcome.failure is not None:
-                            return outcome.failure
-                        result = dict(outcome.result)
-                        return Success(json.dumps(result, sort_keys=True) if result else None)
+        try:
+            while True:
+                waiter = self._waiters.get(key)
+                if waiter is None:
+                    waiter = self._waiters[key] = anyio.Event()
+                obj = self._informer.get(key)
+                if obj is None:
+                    # the cache may lag the server (a re-list whose snapshot predates the
+                    # create, a watch behind an adopted Work): only a read says it is gone
+                    obj = await self._read(name)
+                    if obj is None:
+                        return Failure.retryable(WORK_DELETED, f"the Work {key} was deleted")
+                    if waiter.is_set():
+                        continue  # the cache changed during the read: look again
+                outcome = self._outcome(job, key, obj)
+                if outcome is not None:
+                    return outcome
+                await waiter.wait()  # the next change of the cached Work
+        finally:
             waiter = self._waiters.get(key)
-            if waiter is None:
-                waiter = self._waiters[key] = anyio.Event()
+            if waiter is not None and not waiter.is_set():
+                del self._waiters[key]
+
+    @staticmethod
+    def _outcome(job: Job, key: str, obj: Mapping[str, Any]) -> Outcome | None:
+        """The Work's outcome once it finished (None before); reports its local retries."""
+        try:
+            status = WorkResourceStatus.from_mapping(obj.get("status") or {})
+        except SpecError as error:
+            log.warning("the Work %s has an unreadable status: %s", key, error)
+            return None
+        job.report_local_retries(status.retries)
+        outcome = work_outcome(status)
+        if outcome is None:
+            return None
+        if outcome.failure is not None:
+            return outcome.failure
+        result = dict(outcome.result)
+        return Success(json.dumps(result, sort_keys=True) if result else None)
+
+    async def _read(self, name: str) -> Mapping[str, Any] | None:
+        """The Work ``name`` as the API server has it, or None when it does not exist; other
+        errors are retried with backoff. The cache is left alone: its watch brings the Work
+        (a stale answer put there could hide a deletion the watch already reported)."""
+        failures = 0
+        while True:
             try:
-                await waiter.wait()
-            finally:
-                if self._waiters.get(key) is waiter and not waiter.is_set():
-                    del self._waiters[key]
+                return await self._client.get(WORKS, name, namespace=self._namespace)
+            except NotFound:
+                return None
+            except ClusterError as error:
+                failures += 1
+                delay = self._backoff.delay(failures)
+                log.warning("reading the Work %s failed (%s); again in %.1f s", name, error, delay)
+                await anyio.sleep(delay)
 
     # --- deleting -----------------------------------------------------------------------
 

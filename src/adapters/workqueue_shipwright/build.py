@@ -11,7 +11,8 @@
   BuildRun names the instance's Build (or keeps its embedded build).  A Build's
   ``retention.atBuildDeletion`` is dropped: the Work owns both objects.
 * ``observe``: the BuildRun's ``Succeeded`` condition read through
-  ``reasons.BUILD_RUN_REASONS`` (every reason of the upstream source, classified); a
+  ``reasons.BUILD_RUN_REASONS`` (every reason of the upstream source, classified;
+  ``BuildRegistrationFailed`` by the reason of the instance's Build when known); a
   failure's message carries ``status.failureDetails``; a success's results are the image
   digest and size (``status.output``) and the Git commit (``status.source.git``).
 * ``stop``: cancel the BuildRun with a merge patch of ``spec.state: BuildRunCanceled``;
@@ -51,6 +52,7 @@ __all__ = [
 SHIPWRIGHT_API_VERSION: Final = "shipwright.io/v1beta1"
 BUILD: Final = ResourceKind("shipwright.io", "v1beta1", "builds", "Build")
 BUILD_RUN: Final = ResourceKind("shipwright.io", "v1beta1", "buildruns", "BuildRun")
+REGISTRATION_FAILED: Final = "BuildRegistrationFailed"
 CANCEL_PATCH: Final[Mapping[str, Any]] = {"spec": {"state": CANCELED}}
 """The merge patch that cancels a BuildRun (``BuildRunSpec.State``, ``BuildRunStateCancel``)."""
 
@@ -225,8 +227,26 @@ def _finished_at(status: Mapping[str, Any], condition: Mapping[str, Any]) -> dat
     return read_time(condition.get("lastTransitionTime")) or read_time(status.get("completionTime"))
 
 
-def observe_build_run(build_run: Mapping[str, Any]) -> InstanceStatus:
-    """One BuildRun's status as an instance status (see ``reasons.BUILD_RUN_REASONS``)."""
+def _registration_class(build: Mapping[str, Any] | None) -> ReasonClass | None:
+    """The class of the reason of a Build that failed registration (``status.registered``
+    not True), when the table knows it as a failure; else None."""
+    status = _mapping((build or {}).get("status"))
+    if status.get("registered") in (None, "", "True"):
+        return None
+    known = BUILD_RUN_REASONS.get(_text(status, "reason"))
+    if known is None or known.reason_class not in (ReasonClass.PERMANENT, ReasonClass.RETRYABLE):
+        return None
+    return known.reason_class
+
+
+def observe_build_run(
+    build_run: Mapping[str, Any], build: Mapping[str, Any] | None = None
+) -> InstanceStatus:
+    """One BuildRun's status as an instance status (see ``reasons.BUILD_RUN_REASONS``).
+
+    ``BuildRegistrationFailed`` stands for any reason of the Build's validation
+    (``buildrun.go``); with the instance's ``build`` at hand it is classified by that
+    reason (``RemoteRepositoryUnreachable`` is retryable), else permanent."""
     name = _text(_mapping(build_run.get("metadata")), "name")
     status = _mapping(build_run.get("status"))
     canceling = _mapping(build_run.get("spec")).get("state") == CANCELED
@@ -242,6 +262,8 @@ def observe_build_run(build_run: Mapping[str, Any]) -> InstanceStatus:
     message = _text(condition, "message")
     known = BUILD_RUN_REASONS.get(reason)
     reason_class = known.reason_class if known is not None else None
+    if reason == REGISTRATION_FAILED:
+        reason_class = _registration_class(build) or reason_class
     value = condition.get("status")
     if value == "True":
         return InstanceStatus(
@@ -317,7 +339,8 @@ class BuildWorkType:
             return InstanceStatus(
                 InstanceState.PENDING, "BuildRunNotFound", "the BuildRun does not exist"
             )
-        return observe_build_run(build_run)
+        build = next((o for o in objects if _kind_of(o) == "Build"), None)
+        return observe_build_run(build_run, build)
 
     def stop(self, objects: Sequence[Mapping[str, Any]]) -> list[StopStep]:
         """Cancel the BuildRun (``spec.state: BuildRunCanceled``) unless it has finished;

@@ -141,7 +141,8 @@ BUILD_RUN_REASONS: Final[Mapping[str, Reasoned]] = {
     "BuildRegistrationFailed": _p(
         "the Build failed Shipwright's validation (a missing secret or strategy, a bad"
         " field; the message quotes the Build's reason): someone must change the Build or"
-        " the cluster"
+        " the cluster; when the instance's Build carries a reason of this table that is a"
+        " failure, that reason's class decides (RemoteRepositoryUnreachable: retryable)"
     ),
     "SetOwnerReferenceFailed": _p(
         "retention.atBuildDeletion makes Shipwright set the Build as the BuildRun's"

@@ -22,6 +22,7 @@ import anyio
 from workqueue_agent.config import AgentConfig, ConfigError
 from workqueue_agent.signals import run_until_signalled
 from workqueue_controller.process import served_work_types
+from workqueue_core.domain.errors import UnknownWork
 from workqueue_core.domain.models import Agent, ExecutionRecord, WorkItem
 from workqueue_core.executor.runner import Runner
 from workqueue_core.executor.worker import Worker
@@ -62,6 +63,8 @@ def _lookup(client: BrokerClient) -> ClaimLookup:
     async def lookup(work_id: UUID) -> WorkItem | ExecutionRecord | None:
         try:
             return await client.get(work_id)
+        except UnknownWork:  # forgotten (its record pruned): no claim to hold
+            return None
         except AuthError as error:
             if error.status == 403:  # an item the agent no longer holds
                 return None

@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from support.kube import FakeKube, serve_shipwright
+from support.kube.shipwright import REGISTRATION_ANNOTATION
 from support.kube.works import build_work
 from workqueue_controller.process import controller_work_types, served_work_types
 from workqueue_core.work.registry import WorkTypes
@@ -110,8 +111,7 @@ async def test_a_build_work_succeeds_with_the_image_digest_size_and_commit(
         "digest": output["digest"],
         "size": str(output["size"]),
         "commit": run["status"]["source"]["git"]["commitSha"],
-        "branch": "main",
-    }
+    }  # no "branch": Shipwright reports branchName only when the source names no revision
     assert status["result"]["digest"].startswith("sha256:")
     assert len(status["result"]["commit"]) == 40
     assert controller.stats.outcomes["Succeeded"] == 1
@@ -164,6 +164,26 @@ async def test_a_permanent_failure_is_not_retried(fake_kube: FakeKube, kubeconfi
     assert condition(work, "Retryable")["status"] == "False"
     assert "failureDetails" in condition(work, "TemplateSucceeded")["message"]
     assert len(owned(fake_kube, "buildruns", work)) == 1
+
+
+@pytest.mark.parametrize(
+    ("build_reason", "retries", "retryable"),
+    [("RemoteRepositoryUnreachable", 1, "True"), ("BuildStrategyNotFound", 0, "False")],
+)
+async def test_a_build_registration_failure_is_classified_by_the_build_reason(
+    fake_kube: FakeKube, kubeconfig: Path, build_reason: str, retries: int, retryable: str
+) -> None:
+    body = build_work("unregistered", max_retries=1)
+    body["spec"]["template"][0]["metadata"]["annotations"] = {REGISTRATION_ANNOTATION: build_reason}
+    async with running_controller(fake_kube, kubeconfig) as (_, client):
+        await client.create(WORKS, body, namespace=NS)
+        work = await terminal(fake_kube, "unregistered")
+    assert (work["status"]["phase"], work["status"]["retries"]) == ("Failed", retries)
+    assert condition(work, "TemplateSucceeded")["reason"] == "BuildRegistrationFailed"
+    assert build_reason in condition(work, "TemplateSucceeded")["message"]
+    assert condition(work, "Retryable")["status"] == retryable
+    for build in owned(fake_kube, "builds", work):
+        assert (build["status"]["registered"], build["status"]["reason"]) == ("False", build_reason)
 
 
 async def test_a_work_being_deleted_cancels_its_build_run_then_both_go(

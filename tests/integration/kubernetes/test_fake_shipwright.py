@@ -21,10 +21,17 @@ BUILD_SPEC = {
 }
 
 
-def make(kube: FakeKube, name: str, outcome: str, *, build: bool = True) -> dict[str, Any]:
+def make(
+    kube: FakeKube,
+    name: str,
+    outcome: str,
+    *,
+    build: bool = True,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     builds, runs = serve_shipwright(kube)
     if build:
-        kube.create_object(builds, NS, {"metadata": {"name": name}, "spec": BUILD_SPEC})
+        kube.create_object(builds, NS, {"metadata": {"name": name}, "spec": spec or BUILD_SPEC})
     run = {
         "metadata": {"name": name, "annotations": {OUTCOME_ANNOTATION: outcome}},
         "spec": {"build": {"name": name}},
@@ -68,6 +75,28 @@ async def test_a_success_writes_schema_valid_output_and_source(fake_kube: FakeKu
     build = fake_kube.get("builds", NS, "ok")
     assert build is not None and build["status"]["registered"] == "True"
     assert_valid(fake_kube, "builds", "ok")
+
+
+@pytest.mark.parametrize("revision", [None, "v1.2"])
+async def test_the_branch_name_is_reported_only_for_a_source_without_revision(
+    fake_kube: FakeKube, revision: str | None
+) -> None:
+    """``GitSourceResult.BranchName`` (buildrun_types.go): "the default branch name of the
+    git source; this will be set only when revision is not specified in Build object"."""
+    git: dict[str, str] = {"url": "https://github.com/shipwright-io/sample-go"}
+    if revision is not None:
+        git["revision"] = revision
+    make(fake_kube, "src", "Succeeded", spec={**BUILD_SPEC, "source": {"type": "Git", "git": git}})
+    await until(lambda: succeeded(fake_kube, "src").get("status") == "True")
+    run = fake_kube.get("buildruns", NS, "src")
+    assert run is not None
+    result = run["status"]["source"]["git"]
+    assert result["commitSha"]
+    if revision is None:
+        assert result["branchName"] == "main"
+    else:
+        assert "branchName" not in result
+    assert_valid(fake_kube, "buildruns", "src")
 
 
 async def test_a_failure_has_its_reason_and_failure_details(fake_kube: FakeKube) -> None:

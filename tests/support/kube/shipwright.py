@@ -5,7 +5,10 @@ real upstream CRDs (the unchanged copies vendored in ``workqueue_shipwright/crds
 validated by their schemas; ``kube.shipwright`` then drives them:
 
 * a created **Build** is registered: ``status.registered: "True"``, reason ``Succeeded``
-  (Shipwright's Build controller after its validations pass);
+  (Shipwright's Build controller after its validations pass), or, when its
+  ``fake.workqueue.dev/registration`` annotation names a ``BuildReason``,
+  ``registered: "False"`` with that reason; a BuildRun naming it then fails
+  ``BuildRegistrationFailed`` with ``buildrun.go``'s message quoting the reason;
 * a created **BuildRun** runs to the outcome its annotations ask for (the BuildRun's own,
   else those of the Build it names, since a BuildRun made for a Build-only template has
   none):
@@ -14,7 +17,8 @@ validated by their schemas; ``kube.shipwright`` then drives them:
     ``Succeeded`` (default, see ``ShipwrightController.default_outcome``): condition
     ``Succeeded`` ``True``, reason ``Succeeded``, with ``status.output`` (``digest``,
     ``size``) and, for a Git source, ``status.source.git`` (``commitSha``,
-    ``commitAuthor``, ``branchName``);
+    ``commitAuthor``, and ``branchName`` only when the source names no ``revision``, as
+    ``buildrun_types.go`` says);
     ``Failed:<reason>`` (``Failed`` alone means reason ``Failed``): ``False`` with that
     reason and the upstream message where ``conditions.go`` writes one;
     ``failureDetails`` for the reasons read from a failed pod (``Failed``,
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILDS_KEY",
     "BUILD_RUNS_KEY",
+    "REGISTRATION_ANNOTATION",
     "SHIPWRIGHT_CRDS",
     "ShipwrightController",
     "serve_shipwright",
@@ -72,6 +77,8 @@ SHIPWRIGHT_CRDS: Final = (
 BUILDS_KEY: Final = ("shipwright.io", "builds")
 BUILD_RUNS_KEY: Final = ("shipwright.io", "buildruns")
 CANCELED: Final = "BuildRunCanceled"
+REGISTRATION_ANNOTATION: Final = "fake.workqueue.dev/registration"
+"""On a Build: the ``BuildReason`` its validation fails with (``registered: "False"``)."""
 
 _FAILURE_DETAIL_REASONS: Final = ("Failed", "StepOutOfMemory", "PodEvicted", "VulnerabilitiesFound")
 
@@ -231,12 +238,33 @@ class ShipwrightController:
 
     async def _register(self, build: dict[str, Any]) -> None:
         await asyncio.sleep(self.step)
+        failing = (build["metadata"].get("annotations") or {}).get(REGISTRATION_ANNOTATION)
         status = {
             "registered": "True",
             "reason": "Succeeded",
             "message": "all validations succeeded",
         }
+        if failing:
+            status = {
+                "registered": "False",
+                "reason": failing,
+                "message": f"simulated validation failure ({failing})",
+            }
         await self._write_status(BUILDS_KEY, build, status)
+
+    async def _registration(self, namespace: str, build: dict[str, Any]) -> dict[str, Any] | None:
+        """The Build's registration status; a Build that asks for a registration failure is
+        waited for until registered, as buildrun.go requeues ("not yet validated")."""
+        name = build["metadata"]["name"]
+        while (build["metadata"].get("annotations") or {}).get(REGISTRATION_ANNOTATION):
+            if (build.get("status") or {}).get("registered"):
+                return dict(build["status"])
+            await asyncio.sleep(0.01)
+            current = self.server.get("builds", namespace, name)
+            if current is None:
+                return None
+            build = current
+        return dict(build.get("status") or {})
 
     def _outcome(self, run: dict[str, Any], build: dict[str, Any] | None) -> tuple[str, float]:
         annotations = dict((build or {}).get("metadata", {}).get("annotations") or {})
@@ -272,6 +300,14 @@ class ShipwrightController:
             build = self.server.get("builds", namespace, build_name)
             if build is None:
                 await self._fail(run, "BuildNotFound", _message("BuildNotFound", run, ""))
+                return
+            registration = await self._registration(namespace, build) or {}
+            if registration.get("registered") == "False":
+                message = (
+                    f"the Build is not registered correctly, build: {build_name}, registered"
+                    f" status: False, reason: {registration.get('reason', '')}"
+                )  # buildrun.go
+                await self._fail(run, "BuildRegistrationFailed", message)
                 return
         if spec.get("state") == CANCELED:
             await self._fail(run, CANCELED, "the BuildRun is marked canceled.")
@@ -312,14 +348,12 @@ class ShipwrightController:
         }
         source = build_spec.get("source") or {}
         if source.get("type") == "Git":
-            commit = hashlib.sha1(str(source.get("git")).encode()).hexdigest()
-            status["source"] = {
-                "git": {
-                    "commitSha": commit,
-                    "commitAuthor": "Simulated Author",
-                    "branchName": (source.get("git") or {}).get("revision") or "main",
-                }
-            }
+            git = source.get("git") or {}
+            result = {"commitSha": hashlib.sha1(str(git).encode()).hexdigest()}
+            result["commitAuthor"] = "Simulated Author"
+            if not git.get("revision"):  # BranchName: "set only when revision is not specified"
+                result["branchName"] = "main"  # the repository's default branch
+            status["source"] = {"git": result}
         await self._write_status(BUILD_RUNS_KEY, run, status)
 
     async def _cancel(self, run: dict[str, Any]) -> None:
