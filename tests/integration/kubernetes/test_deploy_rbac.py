@@ -3,11 +3,13 @@
 The controller and the agent run as real processes started with their Deployment's
 ``args`` and environment (``--kubeconfig`` added: there is no in-cluster service account
 here), each with its own bearer token, against the fake API server, which logs every
-request. The flows: a job Work retried to Succeeded, a build Work to Succeeded, a stuck Job
+request. The flows, with the controller Deployment's two replicas (a leader and a standby):
+a job Work retried to Succeeded, a build Work to Succeeded, a stuck Job
 and a stuck BuildRun stopped for ``NoProgress`` (delete, cancel patch) and retried, then
 through a broker a job item and a build item claimed by the agent, a job item cancelled in
 the broker (the agent deletes its Work), finished Works deleted after ``--work-ttl``, and
-both processes stopped with SIGTERM (the leader releases its Lease).
+the processes stopped with SIGTERM (the leader releases its Lease, the standby takes it
+over, then releases it in turn).
 
 Each logged request becomes (verb, apiGroup, resource[/subresource]) by the rules of the
 API server's request-info resolver; ``RbacRule.allows`` decides as the RBAC authorizer
@@ -288,10 +290,13 @@ class Process:
         return self.process.returncode
 
 
-def start(name: str, extra: list[str], env: Mapping[str, str], workdir: Path) -> Process:
+def start(
+    name: str, extra: list[str], env: Mapping[str, str], workdir: Path, replica: str = ""
+) -> Process:
+    """The container of Deployment ``workqueue-NAME`` as a process, ``extra`` flags added."""
     container = deployment_container(f"workqueue-{name}")
     command = [sys.executable, "-m", "workqueue_cli", *container["args"], *extra]
-    log = workdir / f"{name}.log"
+    log = workdir / f"{name}{replica}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
             command, cwd=workdir, env=dict(env), stdout=out, stderr=subprocess.STDOUT
@@ -332,6 +337,11 @@ async def until(condition: Any, *processes: Process, seconds: float = BOUND) -> 
 def phase(fake: FakeKube, name: str) -> tuple[str | None, int | None]:
     status = (fake.get("works", NS, name) or {}).get("status") or {}
     return status.get("phase"), status.get("retries")
+
+
+def holder(fake: FakeKube) -> str | None:
+    lease = fake.get("leases", NS, "workqueue-controller")
+    return None if lease is None else str(lease["spec"].get("holderIdentity") or "")
 
 
 def create_work(fake: FakeKube, body: dict[str, Any]) -> None:
@@ -406,7 +416,6 @@ async def agent_flows(
     assert (await ended(job)).status is WorkStatus.SUCCEEDED
     assert (await ended(build)).status is WorkStatus.SUCCEEDED
     cancelled = await submit("job", job_work("item", "never", retry_policy=None))
-    await until(lambda: bool(works_of(cancelled)) and bool(fake.objects("jobs", NS)), *processes)
     await until(
         lambda: any((w.get("status") or {}).get("phase") == "Running" for w in works_of(cancelled)),
         *processes,
@@ -421,22 +430,32 @@ async def test_the_roles_grant_exactly_what_the_controller_and_agent_request(
     kube: AttributedKube, broker: BrokerProcess, tmp_path: Path
 ) -> None:
     health = free_port()
+    controller_kubeconfig = kubeconfig_for(kube, "controller", tmp_path / "controller.kubeconfig")
+    controller_env = deployment_env(deployment_container("workqueue-controller"), {})
     controller = start(
         "controller",
         [
-            "--kubeconfig",
-            str(kubeconfig_for(kube, "controller", tmp_path / "controller.kubeconfig")),
-            "--health-host",
-            "127.0.0.1",
-            "--health-port",
-            str(health),
+            *("--kubeconfig", str(controller_kubeconfig)),
+            *("--health-host", "127.0.0.1", "--health-port", str(health)),
         ],
-        deployment_env(deployment_container("workqueue-controller"), {}),
+        controller_env,
         tmp_path,
     )
+    standby: Process | None = None
     agent: Process | None = None
     try:
         await until(lambda: '"reconciling"' in controller.text(), controller)
+        # the second replica of the Deployment stands by for the Lease
+        standby = start(
+            "controller",
+            [
+                *("--kubeconfig", str(controller_kubeconfig)),
+                *("--identity", "workqueue-pod-1", "--health-port", "0"),
+            ],
+            controller_env,
+            tmp_path,
+            replica="-standby",
+        )
         async with httpx.AsyncClient() as http:
             for path in ("/healthz", "/readyz"):  # the probes' paths on the probes' port
                 with anyio.fail_after(BOUND):
@@ -463,19 +482,18 @@ async def test_the_roles_grant_exactly_what_the_controller_and_agent_request(
                 env,
                 tmp_path,
             )
-            await agent_flows(kube, admin, issued.agent.id, controller, agent)
+            await agent_flows(kube, admin, issued.agent.id, controller, standby, agent)
         assert await agent.terminate() == 0, agent.text()
+        assert '"reconciling"' not in standby.text()  # it stood by
+        # the leader releases the Lease on SIGTERM; the standby takes it over
         assert await controller.terminate() == 0, controller.text()
+        await until(lambda: holder(kube) == "workqueue-pod-1", standby)
+        assert await standby.terminate() == 0, standby.text()
     finally:
-        for process in (agent, controller):
+        for process in (agent, standby, controller):
             if process is not None:
                 await process.terminate()
-    lease = kube.get("leases", NS, "workqueue-controller")
-    assert lease is not None
-    lease_writes = [(r.method, r.status) for r in kube.requests if r.resource == "leases"]
-    assert not lease["spec"].get("holderIdentity"), (
-        f"the leader did not release its Lease: {lease_writes[-3:]}\n{controller.text()[-3000:]}"
-    )
+    assert holder(kube) == "", "the last leader did not release its Lease"
 
     logged = {who: kube.by(who) for who in IDENTITIES}
     assert len(kube.requests) == sum(len(r) for r in logged.values()), "a request by nobody"
