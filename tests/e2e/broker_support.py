@@ -19,8 +19,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, ClassVar
+from uuid import UUID
 
+import anyio
 import attrs
 import httpx
 
@@ -202,3 +204,87 @@ def broker_on(kind: str, workdir: Path, extra_env: dict[str, str]) -> Iterator[B
     """A started broker on a fresh ``sqlite`` or ``postgresql`` database, all cleaned up after."""
     with database_url(kind, workdir) as url, running_broker(url, workdir, extra_env=extra_env) as b:
         yield b
+
+
+@attrs.define
+class AgentProcess:
+    """A ``workqueue agent`` process for one registered agent (restartable).
+
+    Subclasses set ``ENV`` (settings on top of the broker's URL, the agent's token and a
+    500 ms claim wait), ``STOP`` (the signal ``close`` sends first) and ``command``.
+    """
+
+    ENV: ClassVar[dict[str, str]] = {}
+    STOP: ClassVar[signal.Signals] = signal.SIGKILL
+
+    broker: BrokerProcess
+    agent_id: UUID
+    token: str = attrs.field(repr=False)
+    workdir: Path
+    args: list[str] = attrs.field(factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "agent.log"
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def command(self) -> list[str]:
+        """The command line: ``workqueue agent`` and ``args``."""
+        return [*cli_command(), "agent", *self.args]
+
+    def start(self) -> None:
+        env = dict(os.environ)
+        env.update(
+            {
+                "WORKQUEUE_URL": self.broker.url,
+                "WORKQUEUE_AGENT_TOKEN": self.token,
+                "WORKQUEUE_CLAIM_WAIT": "500ms",
+                **self.ENV,
+            }
+        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.workdir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for the process to end."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    async def wait(self, bound: float = 60.0) -> int:
+        assert self.process is not None
+        process = self.process
+        return await anyio.to_thread.run_sync(lambda: process.wait(bound))
+
+    def close(self) -> None:
+        """Stop a process still running: ``STOP`` first, SIGKILL if it outlives 15 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(self.STOP)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(15)

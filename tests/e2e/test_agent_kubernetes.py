@@ -10,21 +10,20 @@ Work's outcome and local retries to the broker.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import anyio
 import attrs
 import pytest
 import yaml
-from broker_support import BrokerProcess, broker_on, cli_command
+from broker_support import AgentProcess, BrokerProcess, broker_on, cli_command
 
 from support.kube import DEFAULT_RESOURCES, FakeKube, serve_shipwright
 from support.kube.fixtures import fake_kube, kubeconfig
@@ -68,38 +67,16 @@ async def admin(broker: BrokerProcess) -> AsyncIterator[BrokerClient]:
 
 
 @attrs.define
-class KubeAgent:
-    """A ``workqueue agent --kubernetes`` process for one registered agent (restartable)."""
+class KubeAgent(AgentProcess):
+    """A ``workqueue agent --kubernetes`` process (restartable; SIGTERM to stop)."""
 
-    broker: BrokerProcess
-    agent_id: UUID
-    token: str = attrs.field(repr=False)
-    workdir: Path
-    kubeconfig: Path
-    args: list[str] = attrs.field(factory=list)
-    process: subprocess.Popen[bytes] | None = None
+    ENV: ClassVar[dict[str, str]] = {"WORKQUEUE_HEARTBEAT_INTERVAL": "300ms"}
+    STOP: ClassVar[signal.Signals] = signal.SIGTERM
 
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "agent.log"
+    kubeconfig: Path = attrs.field(kw_only=True)
 
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "WORKQUEUE_URL": self.broker.url,
-                "WORKQUEUE_AGENT_TOKEN": self.token,
-                "WORKQUEUE_HEARTBEAT_INTERVAL": "300ms",
-                "WORKQUEUE_CLAIM_WAIT": "500ms",
-            }
-        )
-        command = [
+    def command(self) -> list[str]:
+        return [
             *cli_command(),
             "agent",
             "--kubernetes",
@@ -109,29 +86,6 @@ class KubeAgent:
             NS,
             *self.args,
         ]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(30)
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(15)
 
 
 @pytest.fixture
@@ -142,7 +96,9 @@ async def new_agent(
 
     async def make(*args: str) -> KubeAgent:
         issued = await admin.register_agent(f"kube-{len(made)}-{tmp_path.name}")
-        agent = KubeAgent(broker, issued.agent.id, issued.token, tmp_path, kubeconfig, list(args))
+        agent = KubeAgent(
+            broker, issued.agent.id, issued.token, tmp_path, list(args), kubeconfig=kubeconfig
+        )
         made.append(agent)
         return agent
 

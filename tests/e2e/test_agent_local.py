@@ -14,12 +14,12 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 from uuid import UUID
 
 import anyio
-import attrs
 import pytest
-from broker_support import BrokerProcess, broker_on, cli_command
+from broker_support import AgentProcess, BrokerProcess, broker_on, cli_command
 
 from workqueue_core.domain.models import (
     ExecutionRecord,
@@ -56,78 +56,25 @@ async def admin(broker: BrokerProcess) -> AsyncIterator[BrokerClient]:
         yield client
 
 
-@attrs.define
-class AgentProcess:
-    """A ``workqueue agent`` process for one registered agent (restartable)."""
+class LocalAgent(AgentProcess):
+    """A ``workqueue agent`` process running scripts on this machine."""
 
-    broker: BrokerProcess
-    agent_id: UUID
-    token: str = attrs.field(repr=False)
-    workdir: Path
-    args: list[str] = attrs.field(factory=list)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.workdir / "agent.log"
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "WORKQUEUE_URL": self.broker.url,
-                "WORKQUEUE_AGENT_TOKEN": self.token,
-                "WORKQUEUE_HEARTBEAT_INTERVAL": HEARTBEAT,
-                "WORKQUEUE_CLAIM_WAIT": "500ms",
-                "WORKQUEUE_KILL_GRACE": "1s",
-                "WORKQUEUE_ALLOW_ROOT": "true",  # the test machine may run as root
-            }
-        )
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*cli_command(), "agent", *self.args],
-                cwd=self.workdir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def signal(self, signum: signal.Signals) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    async def wait(self) -> int:
-        assert self.process is not None
-        process = self.process
-        return await anyio.to_thread.run_sync(lambda: process.wait(BOUND))
-
-    def close(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(30)
+    ENV: ClassVar[dict[str, str]] = {
+        "WORKQUEUE_HEARTBEAT_INTERVAL": HEARTBEAT,
+        "WORKQUEUE_KILL_GRACE": "1s",
+        "WORKQUEUE_ALLOW_ROOT": "true",  # the test machine may run as root
+    }
 
 
 @pytest.fixture
 async def new_agent(
     admin: BrokerClient, broker: BrokerProcess, tmp_path: Path
 ) -> AsyncIterator[object]:
-    made: list[AgentProcess] = []
+    made: list[LocalAgent] = []
 
-    async def make(*args: str) -> AgentProcess:
+    async def make(*args: str) -> LocalAgent:
         issued = await admin.register_agent(f"agent-{len(made)}-{tmp_path.name}")
-        agent = AgentProcess(broker, issued.agent.id, issued.token, tmp_path, list(args))
+        agent = LocalAgent(broker, issued.agent.id, issued.token, tmp_path, list(args))
         made.append(agent)
         return agent
 
