@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -54,4 +55,23 @@ def test_the_cli_refuses_a_bad_health_setting_with_a_message(flag: str) -> None:
     )
     assert answer.returncode != 0
     assert flag.removeprefix("--") in answer.stderr, answer.stderr
+    assert "Traceback" not in answer.stderr
+
+
+def test_a_health_port_in_use_stops_the_agent_with_a_message() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        answer = subprocess.run(
+            [
+                *(sys.executable, "-m", "workqueue_cli", "agent", "--allow-root"),
+                *("--health-port", str(port), "--agent-token", "x"),
+                *("--url", "http://127.0.0.1:9"),  # never reached: the port is bound first
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert answer.returncode == 2, answer.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in answer.stderr, answer.stderr
     assert "Traceback" not in answer.stderr

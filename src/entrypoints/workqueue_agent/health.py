@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,10 +17,13 @@ import anyio
 import attrs
 
 from workqueue_agent.signals import run_until_signalled
-from workqueue_broker.probes import HealthApp, health_server
+from workqueue_broker.config import ConfigError
+from workqueue_broker.probes import HealthApp, health_server, listen
 from workqueue_core.executor.worker import Worker
 
 __all__ = ["AgentHealth", "run_worker", "serve_health"]
+
+log = logging.getLogger("workqueue.agent")
 
 
 @attrs.define
@@ -34,17 +39,27 @@ class AgentHealth:
 
 @asynccontextmanager
 async def serve_health(host: str, port: int, state: AgentHealth) -> AsyncIterator[None]:
-    """Serve ``state`` on ``host:port`` while the block runs; nothing when ``port`` is 0."""
+    """Serve ``state`` on ``host:port`` while the block runs; nothing when ``port`` is 0.
+
+    ``ConfigError`` when the port cannot be bound (in use, an address not of this host).
+    """
     if not port:
         yield
         return
+    try:
+        sock = listen(host, port)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ConfigError(f"--health-port: cannot listen on {host}:{port}: {reason}") from None
     server = health_server(HealthApp(lambda: state.ready), host, port)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
-        try:
-            yield
-        finally:
-            tg.cancel_scope.cancel()
+    log.info("/healthz and /readyz on %s:%d", host, port)
+    with sock:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.serve, [sock])
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
 
 
 async def run_worker(worker: Worker, state: AgentHealth) -> None:

@@ -12,13 +12,14 @@ have no HTTP API.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
 
-__all__ = ["HealthApp", "HealthServer", "health_server"]
+__all__ = ["HealthApp", "HealthServer", "health_server", "listen"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -77,6 +78,14 @@ def health_server(app: HealthApp, host: str, port: int) -> HealthServer:
     return HealthServer(
         uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
     )
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (``OSError`` when it cannot), for
+    ``HealthServer.serve(sockets=[…])``: a port in use is the caller's error to report, not
+    uvicorn's ``sys.exit``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
 
 
 async def _answer(
