@@ -18,8 +18,9 @@ from typing import ClassVar
 from uuid import UUID
 
 import anyio
+import httpx
 import pytest
-from broker_support import AgentProcess, BrokerProcess, broker_on, cli_command
+from broker_support import AgentProcess, BrokerProcess, broker_on, cli_command, free_port
 
 from workqueue_core.domain.models import (
     ExecutionRecord,
@@ -299,6 +300,55 @@ async def test_sigterm_drains_and_releases_what_is_left_uncharged(
     assert [e.executions for e in events] == [0, 1, 0]  # submitted, claimed, released
     assert events[-1].detail.startswith("released: Shutdown")
     assert "1 released" in agent.log_text()
+
+
+async def probe(url: str, status: int, agent: AgentProcess) -> None:
+    """Wait until ``url`` answers ``status`` (failing with the agent's log when it does not)."""
+    with anyio.fail_after(BOUND):
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            while True:
+                assert agent.process is not None and agent.process.poll() is None, agent.log_text()
+                try:
+                    if (await http.get(url)).status_code == status:
+                        return
+                except httpx.TransportError:
+                    pass  # not listening yet
+                await anyio.sleep(0.05)
+
+
+async def test_the_health_port_is_ready_while_claiming_and_not_while_draining(
+    admin: BrokerClient, new_agent: object, tmp_path: Path
+) -> None:
+    port = free_port()
+    agent = await new_agent("--health-port", str(port), "--grace-period", "5m")  # type: ignore[operator]
+    agent.start()
+    base = f"http://127.0.0.1:{port}"
+    await probe(f"{base}/healthz", 200, agent)
+    await probe(f"{base}/readyz", 200, agent)
+    assert f"/healthz and /readyz on 127.0.0.1:{port}" in agent.log_text()
+    pid_file = tmp_path / "pids"
+    await submit(admin, agent, long_script(pid_file), max_retries=1)
+    pids = await read_pids(pid_file, 2)
+    agent.signal(signal.SIGTERM)  # drains: the script may run for the grace period
+    await probe(f"{base}/readyz", 503, agent)
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        assert (await http.get(f"{base}/healthz")).status_code == 200  # alive while draining
+        assert (await http.get(f"{base}/metrics")).status_code == 404  # the agent has none
+    assert all(alive(p) for p in pids), agent.log_text()  # still draining, not stopped
+    agent.signal(signal.SIGTERM)  # a second signal stops at once
+    assert await agent.wait() == 0, agent.log_text()
+    await all_gone(pids)
+    with pytest.raises(httpx.TransportError):
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            await http.get(f"{base}/healthz")
+
+
+async def test_no_health_port_is_served_by_default(admin: BrokerClient, new_agent: object) -> None:
+    agent = await new_agent()  # type: ignore[operator]
+    agent.start()
+    work_id = await submit(admin, agent, "echo up\n")
+    await ended(admin, work_id, agent)  # the agent runs
+    assert "/healthz and /readyz on" not in agent.log_text()  # as the health test's agent does
 
 
 async def test_a_hundred_mib_of_output_does_not_grow_the_agent(

@@ -251,6 +251,11 @@ def test_the_agent_container_is_accepted_by_the_agent_command() -> None:
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > config.grace_period
+    assert config.health_host == "0.0.0.0"  # the kubelet probes the pod's IP
+    assert config.health_port != 0  # off by default: the Deployment must turn it on
+    spec = container("workqueue-agent")
+    assert probe_port(spec, "livenessProbe") == ("/healthz", config.health_port)
+    assert probe_port(spec, "readinessProbe") == ("/readyz", config.health_port)
 
 
 def test_a_misspelt_environment_variable_is_caught() -> None:

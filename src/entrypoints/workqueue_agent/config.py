@@ -15,7 +15,13 @@ from pathlib import Path
 import attrs
 
 from workqueue_broker.config import ConfigError, Setting, merge_settings
-from workqueue_broker.parsers import int_between, parse_boolean, parse_path, seconds_between
+from workqueue_broker.parsers import (
+    int_between,
+    parse_boolean,
+    parse_host,
+    parse_path,
+    seconds_between,
+)
 from workqueue_core.domain.limits import MAX_RESULT_BYTES, work_type_problem
 
 __all__ = ["AGENT_SETTINGS", "AgentConfig", "ConfigError", "load_agent_config"]
@@ -214,6 +220,18 @@ AGENT_SETTINGS: tuple[Setting, ...] = (
     Setting("allow_root", parse_boolean, "run scripts even as root (default false)", "BOOL"),
     Setting("log_level", _log_level, "debug, info (default), warning, error", "LEVEL"),
     Setting(
+        "health_host",
+        parse_host,
+        "address of /healthz and /readyz (default 127.0.0.1)",
+        "HOST",
+    ),
+    Setting(
+        "health_port",
+        int_between(0, 65535),
+        "port of /healthz and /readyz; 0 for none (default: none)",
+        "PORT",
+    ),
+    Setting(
         "kubernetes",
         parse_boolean,
         "run Kubernetes work (build, job) as Work resources instead of local scripts "
@@ -281,6 +299,8 @@ class AgentConfig:
     kill_grace: float = 5.0
     allow_root: bool = False
     log_level: str = "info"
+    health_host: str = "127.0.0.1"
+    health_port: int = 0
     kubernetes: bool = False
     kubeconfig: Path | None = None
     context: str | None = None

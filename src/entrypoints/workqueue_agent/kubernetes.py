@@ -20,7 +20,7 @@ from uuid import UUID
 import anyio
 
 from workqueue_agent.config import AgentConfig, ConfigError
-from workqueue_agent.signals import run_until_signalled
+from workqueue_agent.health import AgentHealth, run_worker
 from workqueue_controller.process import served_work_types
 from workqueue_core.domain.errors import UnknownWork
 from workqueue_core.domain.models import Agent, ExecutionRecord, WorkItem
@@ -78,8 +78,12 @@ async def serve_kubernetes(
     client: BrokerClient,
     agent: Agent,
     worker_for: Callable[[Runner], Worker],
+    health: AgentHealth | None = None,
 ) -> Worker:
-    """Run the Kubernetes agent until a signal; the worker (for its stats)."""
+    """Run the Kubernetes agent until a signal; the worker (for its stats).
+
+    ``health`` turns ready once the runner's informer has listed and the worker claims.
+    """
     work_types = kubernetes_work_types(config.work_types)
     namespace = config.namespace or DEFAULT_NAMESPACE
     if config.kubeconfig is not None and not config.kubeconfig.is_file():
@@ -131,6 +135,6 @@ async def serve_kubernetes(
                 )
                 await tg.start(controller.run)
             await tg.start(runner.run_informer)
-            await run_until_signalled(worker)
+            await run_worker(worker, health if health is not None else AgentHealth())
             tg.cancel_scope.cancel()
     return worker

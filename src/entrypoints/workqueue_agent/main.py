@@ -17,8 +17,8 @@ from pathlib import Path
 import anyio
 
 from workqueue_agent.config import DEFAULT_ADMIN_TOKEN_FILE, AgentConfig, ConfigError
+from workqueue_agent.health import AgentHealth, run_worker, serve_health
 from workqueue_agent.local import LocalOptions, LocalRunner
-from workqueue_agent.signals import run_until_signalled
 from workqueue_core.domain.models import Agent, AgentStatus
 from workqueue_core.executor.runner import Runner
 from workqueue_core.executor.worker import Worker, WorkerOptions
@@ -128,6 +128,13 @@ def build_worker(
 async def serve(config: AgentConfig) -> int:
     """Run the agent until a signal; 0 after a clean stop."""
     _check_user(config)
+    health = AgentHealth()
+    async with serve_health(config.health_host, config.health_port, health):
+        await _serve(config, health)
+    return 0
+
+
+async def _serve(config: AgentConfig, health: AgentHealth) -> None:
     token = await agent_token(config)
     async with BrokerClient(config.url, token, retries=5) as client:
         agent = await client.whoami()
@@ -145,11 +152,15 @@ async def serve(config: AgentConfig) -> int:
             from workqueue_agent.kubernetes import serve_kubernetes
 
             worker = await serve_kubernetes(
-                config, client, agent, lambda runner: build_worker(config, client, agent, runner)
+                config,
+                client,
+                agent,
+                lambda runner: build_worker(config, client, agent, runner),
+                health,
             )
         else:
             worker = build_worker(config, client, agent)
-            await run_until_signalled(worker)
+            await run_worker(worker, health)
         stats = worker.stats
         log.info(
             "agent %s stopped: %d claimed, %d succeeded, %d retried, %d failed, %d released",
@@ -160,7 +171,6 @@ async def serve(config: AgentConfig) -> int:
             stats.failed,
             stats.released,
         )
-    return 0
 
 
 def run(config: AgentConfig) -> int:

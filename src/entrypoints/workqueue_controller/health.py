@@ -1,4 +1,5 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` of the controller process: a small ASGI app.
+"""``/healthz``, ``/readyz`` and ``/metrics`` of the controller process (served by
+``workqueue_broker.probes``).
 
 * ``/healthz``: 200 while the process's event loop answers;
 * ``/readyz``: 200 once this replica's caches have synced and it reconciles, or while it
@@ -9,21 +10,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator
 
 import attrs
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from workqueue_broker.probes import HealthApp
 from workqueue_kubernetes.controller import WorkController
 
-__all__ = ["ControllerCollector", "HealthApp", "ReplicaState"]
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+__all__ = ["ControllerCollector", "ReplicaState", "controller_health_app"]
 
 
 @attrs.define
@@ -92,55 +89,8 @@ class ControllerCollector(Collector):
         )
 
 
-class HealthApp:
-    """The ASGI application of the health port."""
-
-    def __init__(self, state: ReplicaState) -> None:
-        self._state = state
-        self._registry = CollectorRegistry(auto_describe=True)
-        self._registry.register(ControllerCollector(state))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        path = scope.get("path", "")
-        if scope.get("method") not in ("GET", "HEAD"):
-            await _answer(send, 405, b"method not allowed\n")
-        elif path == "/healthz":
-            await _answer(send, 200, b"ok\n")
-        elif path == "/readyz":
-            ready = self._state.ready
-            await _answer(send, 200 if ready else 503, b"ready\n" if ready else b"not ready\n")
-        elif path == "/metrics":
-            await _answer(
-                send,
-                200,
-                generate_latest(self._registry),
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
-        else:
-            await _answer(send, 404, b"not found\n")
-
-
-async def _answer(
-    send: Send, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def controller_health_app(state: ReplicaState) -> HealthApp:
+    """The health app of the controller: its readiness, and its counts as ``/metrics``."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(ControllerCollector(state))
+    return HealthApp(lambda: state.ready, registry)

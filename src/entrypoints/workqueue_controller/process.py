@@ -8,18 +8,16 @@ its Lease so a standby replica takes over at once.
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from collections.abc import Generator
 
 import anyio
 import structlog
-import uvicorn
 from anyio.abc import TaskStatus
 
 from workqueue_broker.logs import configure_logging
+from workqueue_broker.probes import health_server
 from workqueue_controller.config import ControllerConfig
-from workqueue_controller.health import HealthApp, ReplicaState
+from workqueue_controller.health import ReplicaState, controller_health_app
 from workqueue_core.domain.retry import RetryPolicy
 from workqueue_core.ports.work_type import WorkType
 from workqueue_core.work.registry import WorkTypes
@@ -71,14 +69,6 @@ async def served_work_types(
         else:
             served.append(work_type)
     return WorkTypes(served)
-
-
-class _HealthServer(uvicorn.Server):
-    """uvicorn without its own signal handlers: the process handles signals itself."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
 
 
 def _options(config: ControllerConfig) -> ControllerOptions:
@@ -146,15 +136,8 @@ async def serve(
         )
         async with anyio.create_task_group() as tg:
             if config.health_port:
-                server = _HealthServer(
-                    uvicorn.Config(
-                        HealthApp(state),
-                        host=config.health_host,
-                        port=config.health_port,
-                        log_config=None,
-                        access_log=False,
-                        lifespan="off",
-                    )
+                server = health_server(
+                    controller_health_app(state), config.health_host, config.health_port
                 )
                 tg.start_soon(server.serve)
 

@@ -476,12 +476,29 @@ async def test_the_roles_grant_exactly_what_the_controller_and_agent_request(
                 }
             )
             agent_kubeconfig = kubeconfig_for(kube, "agent", tmp_path / "agent.kubeconfig")
+            agent_health = free_port()
             agent = start(
                 "agent",
-                ["--kubeconfig", str(agent_kubeconfig), "--work-ttl", "1s"],
+                [
+                    *("--kubeconfig", str(agent_kubeconfig), "--work-ttl", "1s"),
+                    *("--health-host", "127.0.0.1", "--health-port", str(agent_health)),
+                ],
                 env,
                 tmp_path,
             )
+            # the probes' paths on the probes' port: ready once its informer has listed
+            async with httpx.AsyncClient() as http:
+                for path in ("/healthz", "/readyz"):
+                    url = f"http://127.0.0.1:{agent_health}{path}"
+                    with anyio.fail_after(BOUND):
+                        while True:
+                            agent.alive()
+                            try:
+                                if (await http.get(url)).status_code == 200:
+                                    break
+                            except httpx.TransportError:
+                                pass  # not listening yet
+                            await anyio.sleep(0.1)
             await agent_flows(kube, admin, issued.agent.id, controller, standby, agent)
         assert await agent.terminate() == 0, agent.text()
         assert '"reconciling"' not in standby.text()  # it stood by
