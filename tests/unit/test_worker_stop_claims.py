@@ -187,11 +187,9 @@ async def test_cancelling_a_stopping_worker_ends_the_held_claim_and_releases() -
     assert worker.running == 0
 
 
-class CancelSafe(GatedSource):
-    """A source over a broker in the process whose ``claim_next`` claims nothing when
-    cancelled (the memory store claims without suspending); counts the calls cancelled."""
-
-    claim_cancel_safe = True
+class Watched(GatedSource):
+    """Counts the claim calls in flight, and those cancelled (the HTTP client is not
+    cancel-safe: its calls are waited for, never cancelled)."""
 
     def __init__(self, inner: WorkSource) -> None:
         super().__init__(inner)
@@ -213,6 +211,13 @@ class CancelSafe(GatedSource):
             raise
         finally:
             self.in_flight -= 1
+
+
+class CancelSafe(Watched):
+    """A source over a broker in the process whose ``claim_next`` claims nothing when
+    cancelled (the memory store claims without suspending); counts the calls cancelled."""
+
+    claim_cancel_safe = True
 
 
 def test_only_a_source_that_says_so_is_cancel_safe() -> None:
@@ -289,27 +294,6 @@ async def test_a_claim_that_answers_despite_the_cancel_is_released_not_lost() ->
         released_once_unrun(await queued(harness, work_id), await harness.events(work_id))
     assert await harness.service.list_work(WorkQuery(status=WorkStatus.CLAIMED)) == []
     assert (worker.stats.claimed, worker.stats.released) == (2, 2)
-
-
-class Watched(GatedSource):
-    """Counts the claim calls in flight (the HTTP client is not cancel-safe)."""
-
-    def __init__(self, inner: WorkSource) -> None:
-        super().__init__(inner)
-        self.in_flight = 0
-
-    async def claim_next(
-        self,
-        agent_id: UUID,
-        work_types: Sequence[str] | None = None,
-        limit: int = 1,
-        wait: float = 0.0,
-    ) -> list[WorkItem]:
-        self.in_flight += 1
-        try:
-            return await super().claim_next(agent_id, work_types, limit, wait)
-        finally:
-            self.in_flight -= 1
 
 
 async def over_http(url: str) -> None:
